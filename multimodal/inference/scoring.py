@@ -1,0 +1,315 @@
+"""``mmdx score``: resumable, exactly-once, fault-tolerant batch scoring of folders, manifests, lists.
+
+Flow: discover studies (header-only reads) → skip those already in the output or the error log →
+decode + preprocess in worker processes (a prefetching window, so decoding overlaps the model) →
+batches through :class:`~multimodal.inference.predictor.Predictor` → results appended, flushed and
+fsync'd per batch (:class:`~multimodal.inference.results.JsonlLog`).
+
+Guarantees:
+
+* **Exactly once.** A study id is written at most once to the results and once to the errors;
+  a rerun after a crash or SIGKILL cuts a torn last line and skips every study already written
+  (in either file). To retry failures, delete ``<out>.errors.jsonl``.
+* **Fault tolerance.** Unreadable files become error records (path, study, reason) and the run
+  goes on. Decoding runs in separate processes: a native decoder crash (segfault, abort) kills
+  only its worker; the pool is restarted, the studies in flight are retried one at a time, and
+  the one that crashes again is recorded as failed.
+* **CSV / Parquet.** The JSON-lines log stays the durable record (``<out>`` with suffix
+  ``.jsonl``); the table is written from it at the end of every run, atomically.
+* **Scale-out.** Under ``torchrun`` / ``accelerate launch`` (``RANK``/``WORLD_SIZE`` set), each
+  rank scores the studies whose id hashes to it and writes ``<log>.part-<rank>``; after a barrier
+  rank 0 merges the parts into ``<out>`` without duplicates. Without a process group (no
+  ``MASTER_ADDR``), run the ranks, then :func:`merge_parts`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from multimodal.inference.results import JsonlLog, convert_log, read_jsonl, safe_file_stem, write_heatmaps
+from multimodal.inference.sources import InputError, StudyInput, discover_studies, shard
+from preprocessing.errors import ConfigError, ImageReadError
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = ("jsonl", "csv", "parquet")
+# Test-only fault injection: a decode worker whose study has a file matching this glob calls
+# os.abort(), as a segfaulting native decoder would. Read in the parent and sent with each task.
+FAULT_INJECT_ENV = "MMDX_FAULT_INJECT_CRASH"
+CRASH_REASON = "the decoder process died while reading this study (native crash: segfault or abort)"
+
+
+@dataclass
+class _Outcome:
+    """A decode worker's answer for one study: the prepared study or an error."""
+
+    study: StudyInput
+    prepared: object | None = None
+    error: InputError | None = None
+
+
+def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, batch_size: int = 8,
+          workers: int | None = None, device: str | None = None, precision: str | None = None,
+          sr_dir: str | Path | None = None, heatmap_dir: str | Path | None = None, output_format: str = "jsonl",
+          generate: bool = True, progress: bool = True) -> dict:
+    """Score every study found in ``inputs``; return the summary (also printed as one line).
+
+    ``out``: results file (``.jsonl``, ``.csv`` or ``.parquet`` per ``output_format``);
+    errors go to ``<out>.errors.jsonl``. ``workers``: decode processes (None: one per spare
+    core, at least 1; 0 decodes in this process, without crash isolation). ``sr_dir``: one DICOM
+    SR per DICOM study; ``heatmap_dir``: ``.npz`` heat maps + PNG overlays of positives.
+    Summary keys: ``found``, ``scored``, ``failed``, ``skipped`` (done by an earlier run),
+    ``seconds``, ``studies_per_s``, ``out``, ``errors``.
+    """
+    from multimodal.inference.predictor import Predictor, prepare_study
+
+    if output_format not in OUTPUT_FORMATS:
+        raise ConfigError("output_format", f"expected one of {OUTPUT_FORMATS}, got {output_format!r}")
+    if batch_size < 1:
+        raise ConfigError("batch_size", f"must be >= 1, got {batch_size}")
+    out = Path(out)
+    rank, world = _rank_and_world()
+    log_path = _log_path(out, output_format)
+    if world > 1:
+        log_path = log_path.with_name(f"{log_path.name}.part-{rank}")
+    t0 = time.perf_counter()
+
+    found = discover_studies(inputs)
+    studies = shard(found.studies, rank, world)
+    results = JsonlLog(log_path, key="study_id")
+    errors = JsonlLog(errors_path(log_path), key="key")
+    try:
+        errors.append(e.to_dict() for e in found.errors if world == 1 or rank == 0)
+        todo = [s for s in studies if s.study_id not in results.done and s.study_id not in errors.done]
+        predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision)
+        prepare = predictor.preparer(keep_headers=sr_dir is not None, fault_inject=os.environ.get(FAULT_INJECT_ENV))
+        scored = failed = 0
+        with _progress(len(todo), progress and rank == 0) as bar:
+            for batch in _batches(decode_studies(todo, prepare, workers, prefetch=2 * batch_size), batch_size):
+                bad = [o.error for o in batch if o.error is not None]
+                good = [o.prepared for o in batch if o.error is None]
+                batch_results = predictor.run_batch(good, generate=generate) if good else []
+                for prepared, result in zip(good, batch_results):
+                    bad.extend(_write_extras(prepared, result, sr_dir, heatmap_dir))
+                scored += results.append(r.to_dict() for r in batch_results)
+                failed += errors.append(e.to_dict() for e in bad if e.stage != "sr")
+                errors.append(e.to_dict() for e in bad if e.stage == "sr")
+                bar.update(len(batch))
+    finally:
+        results.close()
+        errors.close()
+    if world > 1:
+        _finish_distributed(out, output_format, rank, world)
+    elif output_format != "jsonl":
+        convert_log(log_path, out, output_format)
+    seconds = time.perf_counter() - t0
+    summary = {"found": len(studies), "scored": scored, "failed": failed, "skipped": len(studies) - len(todo),
+               "seconds": round(seconds, 2), "studies_per_s": round(scored / seconds, 3) if seconds else 0.0,
+               "out": str(out if world == 1 else log_path), "errors": str(errors.path)}
+    print(f"mmdx score: scored {scored}, failed {failed}, skipped {summary['skipped']} (already done) "
+          f"of {len(studies)} studies in {seconds:.1f} s -> {summary['out']} (errors: {errors.path})",
+          file=sys.stderr, flush=True)
+    return summary
+
+
+def errors_path(out: str | Path) -> Path:
+    """Where the error records of ``out`` go: ``<out>.errors.jsonl``."""
+    out = Path(out)
+    return out.with_name(out.name + ".errors.jsonl")
+
+
+def _log_path(out: Path, output_format: str) -> Path:
+    """The durable JSON-lines log: ``out`` itself, or beside a CSV/Parquet ``out`` with suffix .jsonl."""
+    return out if output_format == "jsonl" else out.with_suffix(".jsonl")
+
+
+def _rank_and_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoding in worker processes, surviving native crashes
+
+
+def decode_studies(studies: Sequence[StudyInput], prepare: Callable, workers: int | None,
+                   prefetch: int) -> Iterator[_Outcome]:
+    """Prepare studies in worker processes, yielding outcomes in input order.
+
+    Up to ``prefetch`` studies are in flight so decoding overlaps whatever the caller does with
+    the outcomes (the model). A worker that dies breaks the pool: the pool is restarted and the
+    studies that were in flight are retried one at a time; the one whose retry also kills its
+    worker is yielded as failed.
+    """
+    if workers is None:
+        workers = max(1, (os.cpu_count() or 2) - 1)
+    if workers == 0:
+        for study in studies:
+            yield _prepare_safely(prepare, study)
+        return
+    pending = deque(studies)
+    pool = _new_pool(workers)
+    window: deque[tuple[StudyInput, cf.Future]] = deque()
+    try:
+        while pending or window:
+            while pending and len(window) < max(prefetch, workers):
+                study = pending.popleft()
+                window.append((study, pool.submit(_prepare_safely, prepare, study)))
+            study, future = window.popleft()
+            try:
+                yield future.result()
+                continue
+            except BrokenProcessPool:
+                suspects = [study] + [s for s, _ in window]
+                window.clear()
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = _new_pool(workers)
+            for suspect in suspects:
+                try:
+                    yield pool.submit(_prepare_safely, prepare, suspect).result()
+                except BrokenProcessPool:
+                    yield _Outcome(suspect, error=InputError(_first_path(suspect), CRASH_REASON, suspect.study_id))
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = _new_pool(workers)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _new_pool(workers: int) -> cf.ProcessPoolExecutor:
+    # forkserver: workers fork from a clean server process, not from this one (which holds
+    # the model and its threads), so a respawn after a crash is quick and safe.
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    context = mp.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["multimodal.inference.predictor"])
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+
+
+def _init_worker() -> None:
+    # Each worker decodes one image at a time; native thread pools would fight the model for cores.
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _prepare_safely(prepare: Callable, study: StudyInput) -> _Outcome:
+    """Run ``prepare`` on one study; a bad input becomes an error record, never an exception."""
+    try:
+        return _Outcome(study, prepared=prepare(study))
+    except ImageReadError as err:
+        return _Outcome(study, error=InputError(err.path, err.reason, study.study_id))
+    except Exception as err:  # noqa: BLE001 - one bad study must not stop an archive-sized run
+        return _Outcome(study, error=InputError(_first_path(study), f"{type(err).__name__}: {err}", study.study_id))
+
+
+def _first_path(study: StudyInput) -> str:
+    return study.paths[0] if study.paths else "<no files>"
+
+
+def _batches(outcomes: Iterable[_Outcome], size: int) -> Iterator[list[_Outcome]]:
+    batch: list[_Outcome] = []
+    good = 0
+    for outcome in outcomes:
+        batch.append(outcome)
+        good += outcome.error is None
+        if good == size:
+            yield batch
+            batch, good = [], 0
+    if batch:
+        yield batch
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-study extras: structured reports and heat maps
+
+
+def _write_extras(prepared, result, sr_dir, heatmap_dir) -> list[InputError]:
+    """Write the SR and heat maps of one study; a failure is an ``sr`` error, the result stays."""
+    from multimodal.inference.sr import to_structured_report
+
+    errors = []
+    if heatmap_dir is not None:
+        write_heatmaps(result, heatmap_dir, images=prepared.display_images())
+    if sr_dir is not None and prepared.headers:
+        try:
+            sr = to_structured_report(result, prepared.headers)
+            path = Path(sr_dir) / f"{safe_file_stem(result.study_id)}.dcm"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sr.save_as(path, enforce_file_format=True)
+        except Exception as err:  # noqa: BLE001 - a source header highdicom rejects must not lose the result
+            errors.append(InputError(_first_path_of(prepared), f"structured report not written: {err}",
+                                     study_id=f"{result.study_id}#sr", stage="sr"))
+    return errors
+
+
+def _first_path_of(prepared) -> str:
+    return prepared.sources[0].path if prepared.sources and prepared.sources[0].path else "<memory>"
+
+
+# ------------------------------------------------------------------------------------------------
+# Progress and scale-out
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit="study", dynamic_ncols=True, smoothing=0.1,
+                desc="mmdx score")
+
+
+def _finish_distributed(out: Path, output_format: str, rank: int, world: int) -> None:
+    """Barrier across ranks (when a process group can be formed), then rank 0 merges the parts."""
+    if not os.environ.get("MASTER_ADDR"):
+        log.warning("rank %d of %d done; no process group: run merge_parts(%r, %d) when all are done",
+                    rank, world, str(out), world)
+        return
+    import datetime
+
+    import torch.distributed as dist
+
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(days=1))
+    try:
+        dist.barrier()
+        if rank == 0:
+            merge_parts(out, world, output_format)
+        dist.barrier()
+    finally:
+        if owned:
+            dist.destroy_process_group()
+
+
+def merge_parts(out: str | Path, world_size: int, output_format: str = "jsonl") -> dict:
+    """Merge ``<log>.part-<rank>`` results and errors into ``out`` and its error log, each study once.
+
+    Safe to run again (the merged files are rewritten atomically from the parts). Returns counts.
+    """
+    out = Path(out)
+    log_path = _log_path(out, output_format)
+    parts = [log_path.with_name(f"{log_path.name}.part-{r}") for r in range(world_size)]
+    n_results = _merge_jsonl(parts, log_path, "study_id")
+    n_errors = _merge_jsonl([errors_path(p) for p in parts], errors_path(log_path), "key")
+    if output_format != "jsonl":
+        convert_log(log_path, out, output_format)
+    return {"results": n_results, "errors": n_errors, "out": str(out)}
+
+
+def _merge_jsonl(sources: list[Path], target: Path, key: str) -> int:
+    tmp = target.with_name(target.name + ".merging")
+    tmp.unlink(missing_ok=True)
+    with JsonlLog(tmp, key=key) as merged:
+        for source in sources:
+            merged.append(read_jsonl(source))
+        count = len(merged.done)
+    os.replace(tmp, target)
+    return count
