@@ -1,0 +1,203 @@
+"""Image and text encoders, with freezing and LoRA adapters.
+
+Image encoders live in one registry, :data:`IMAGE_ENCODERS`, keyed by the part of
+``config.image_encoder`` before ``":"`` (``"monai_vit"``, ``"timm:<name>"``). Each builder returns an
+:class:`ImageEncoder`: it maps ``[B, 1, S, S]`` to patch tokens ``[B, N, C]`` and knows its patch grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from preprocessing.errors import ConfigError
+from preprocessing.text import resolve_text_encoder
+
+from .configuration import MultimodalConfig
+
+
+class ImageEncoder(nn.Module):
+    """Base of the registry's encoders: ``forward([B, 1, S, S]) -> [B, N, C]`` patch tokens, N = h * w.
+
+    Subclasses set ``out_dim`` (C), ``grid_size`` (h, w), ``lora_targets`` (default LoRA module
+    names) and implement ``stem()`` (what precedes the blocks) and ``blocks()`` (the layers in order):
+    freezing "first N layers" means ``stem()`` plus ``blocks()[:N]``.
+    """
+
+    out_dim: int
+    grid_size: tuple[int, int]
+    lora_targets: list[str]
+
+    def stem(self) -> nn.Module:
+        raise NotImplementedError
+
+    def blocks(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+
+class MonaiViTEncoder(ImageEncoder):
+    """MONAI ``ViT`` (2-D, one channel, no class token), sized by the ``image_*`` config keys."""
+
+    def __init__(self, config: MultimodalConfig, _name: str, load_pretrained: bool):
+        super().__init__()
+        from monai.networks.nets import ViT
+
+        self.vit = ViT(in_channels=1, img_size=config.image_size, patch_size=config.patch_size,
+                       hidden_size=config.image_hidden, mlp_dim=config.image_mlp_dim,
+                       num_layers=config.image_layers, num_heads=config.image_heads, classification=False,
+                       dropout_rate=config.dropout, spatial_dims=2, qkv_bias=True)
+        for block in self.vit.blocks:
+            # MONAI's SDPA path is several times faster than its einsum path on CPU, but it applies
+            # attention dropout even in eval mode; keep dropout on the block outputs only.
+            block.attn.use_flash_attention = True
+            block.attn.dropout_rate = 0.0
+        if load_pretrained and config.image_pretrained:
+            _load_state_file(self.vit, config.image_pretrained)
+        side = config.image_size // config.patch_size
+        self.out_dim, self.grid_size, self.lora_targets = config.image_hidden, (side, side), ["qkv"]
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.vit(pixels)[0]
+
+    def stem(self) -> nn.Module:
+        return self.vit.patch_embedding
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.vit.blocks)
+
+
+class TimmEncoder(ImageEncoder):
+    """Any timm backbone (``timm:<name>``): ViT patch tokens without prefix tokens, or a CNN's last
+    feature map flattened. Pretrained weights from a local file, or a hub id on machines with network."""
+
+    def __init__(self, config: MultimodalConfig, name: str, load_pretrained: bool):
+        super().__init__()
+        import timm
+
+        kwargs = {"pretrained": False, "in_chans": 1, "num_classes": 0}
+        if load_pretrained and config.image_pretrained:
+            # timm adapts the first convolution to one channel when it loads pretrained weights itself.
+            source = config.image_pretrained
+            overlay = {"file": source} if Path(source).exists() else {"hf_hub_id": source}
+            kwargs.update(pretrained=True, pretrained_cfg_overlay=overlay)
+        try:
+            try:
+                self.model = timm.create_model(name, img_size=config.image_size, **kwargs)
+            except TypeError:  # CNNs take no img_size: they accept any size
+                self.model = timm.create_model(name, **kwargs)
+        except RuntimeError as err:
+            raise ConfigError("image_encoder", f"timm could not build {name!r}: {err}") from err
+        self.num_prefix_tokens = getattr(self.model, "num_prefix_tokens", 0)
+        with torch.no_grad():
+            probe = self.model.forward_features(torch.zeros(1, 1, config.image_size, config.image_size))
+        self.grid_size = tuple(probe.shape[-2:]) if probe.ndim == 4 else tuple(self.model.patch_embed.grid_size)
+        self.out_dim = self.model.num_features
+        self.lora_targets = ["qkv"] if hasattr(self.model, "blocks") else []
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        features = self.model.forward_features(pixels)
+        if features.ndim == 4:  # CNN feature map [B, C, h, w]
+            return features.flatten(2).transpose(1, 2)
+        return features[:, self.num_prefix_tokens:]
+
+    def stem(self) -> nn.Module:
+        for name in ("patch_embed", "stem", "conv1"):
+            if hasattr(self.model, name):
+                return getattr(self.model, name)
+        return nn.Identity()
+
+    def blocks(self) -> list[nn.Module]:
+        for name in ("blocks", "stages", "layers"):
+            if hasattr(self.model, name):
+                return list(getattr(self.model, name))
+        return []
+
+
+IMAGE_ENCODERS: dict[str, type[ImageEncoder]] = {
+    "monai_vit": MonaiViTEncoder,
+    "timm": TimmEncoder,
+}
+
+
+def build_image_encoder(config: MultimodalConfig, load_pretrained: bool = False) -> ImageEncoder:
+    """The image encoder named by ``config.image_encoder``; pretrained weights only if asked."""
+    kind, _, name = config.image_encoder.partition(":")
+    if kind not in IMAGE_ENCODERS:
+        raise ConfigError("image_encoder", f"unknown kind {kind!r}; known: {sorted(IMAGE_ENCODERS)}")
+    return IMAGE_ENCODERS[kind](config, name, load_pretrained)
+
+
+def _load_state_file(module: nn.Module, path: str) -> None:
+    """Load a safetensors or torch state dict file into ``module`` (strict; names the file on error)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError("image_pretrained", f"{file} is not a file")
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(file))
+    else:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        module.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+    except RuntimeError as err:
+        raise ConfigError("image_pretrained", f"{file} does not fit the image encoder: {err}") from err
+
+
+def text_encoder_config(config: MultimodalConfig):
+    """The text encoder's Hugging Face config: ``config.text_config`` if saved, else read from the encoder."""
+    from transformers import AutoConfig
+
+    if config.text_config is not None:
+        data = dict(config.text_config)
+        return AutoConfig.for_model(data.pop("model_type"), **data)
+    text_config = AutoConfig.from_pretrained(resolve_text_encoder(config.text_encoder))
+    if config.text_layers is not None:
+        if config.text_layers > text_config.num_hidden_layers:
+            raise ConfigError("text_layers", f"{config.text_layers} > the encoder's {text_config.num_hidden_layers}")
+        text_config.num_hidden_layers = config.text_layers
+    return text_config
+
+
+def build_text_encoder(config: MultimodalConfig, load_pretrained: bool) -> nn.Module:
+    """A Hugging Face ``AutoModel`` (no pooler): pretrained first ``text_layers`` layers, or random init."""
+    from transformers import AutoModel
+
+    text_config = text_encoder_config(config)
+    if load_pretrained:
+        return AutoModel.from_pretrained(resolve_text_encoder(config.text_encoder), config=text_config,
+                                         add_pooling_layer=False)
+    return AutoModel.from_config(text_config, add_pooling_layer=False)
+
+
+def text_layers(encoder: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
+    """(embeddings, transformer layers) of a BERT-family encoder."""
+    return encoder.embeddings, encoder.encoder.layer
+
+
+def apply_freezing(stem: nn.Module, layers: list[nn.Module], everything: nn.Module, policy: str | int) -> None:
+    """Freeze ``"all"`` of ``everything``, ``"none"``, or ``stem`` plus the first ``policy`` layers."""
+    if policy == "none":
+        return
+    frozen = [everything] if policy == "all" else [stem, *list(layers)[:policy]]
+    for module in frozen:
+        module.requires_grad_(False)
+
+
+def apply_lora(module: nn.Module, lora: dict, default_targets: list[str], key: str) -> None:
+    """Inject LoRA adapters (peft) into ``module`` in place; only the adapters stay trainable."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    targets = lora["target_modules"] or default_targets
+    if not targets:
+        raise ConfigError(f"{key}.target_modules", "this encoder has no default LoRA targets; name some")
+    peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                             target_modules=targets)
+    try:
+        inject_adapter_in_model(peft_config, module)
+    except ValueError as err:
+        raise ConfigError(f"{key}.target_modules", str(err)) from err
+    for name, param in module.named_parameters():
+        param.requires_grad_("lora_" in name)
