@@ -1,0 +1,117 @@
+"""Sentences, clauses and NegEx-style negation / uncertainty for report text.
+
+A mention's value is decided inside its *clause*: the part of its sentence between terminators
+("but", "however", "which", "except", "; ", ...). Triggers before the mention (``no``, ``without``,
+``possible``...) or after it (``is not seen``, ``cannot be excluded``...) in that clause set the
+value; the nearest pre-trigger wins, a post-trigger beats pre-triggers. Pseudo-triggers such as
+``no change`` or ``not only`` are removed first so that they negate nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+
+POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
+
+# A sentence ends at . ! ? (not inside a number like "1.5") or a blank line; "apex.There" also splits.
+_SENTENCE_END = re.compile(r"(?<!\d)[.!?]+(?=\s|$|[A-Z])|[.!?]+(?=\s)|\n\s*\n")
+
+_TERMINATOR = re.compile(
+    r";|\b(?:but|however|although|though|whereas|while|which|yet|aside from|apart from|except(?: for)?"
+    r"|with the exception of|other than|otherwise|now|there (?:is|are)|likely represents?|"
+    r"and (?=(?:the|there|a|an)\b))\b",
+    re.IGNORECASE,
+)
+
+_PSEUDO = re.compile(
+    r"\b(?:no|without|not)\s+(?:significant\s+|interval\s+|appreciable\s+|substantial\s+|definite\s+)*"
+    r"(?:change|increase|decrease|progression|worsening|improvement|only)\w*"
+    r"|\bnot\s+(?:necessarily|significantly\s+changed|changed)"
+    r"|\bgram[\s-]negative\b",
+    re.IGNORECASE,
+)
+
+_PRE_NEG = re.compile(
+    r"\b(?:no|not|without|negative\s+for|free\s+of|clear\s+of|absence\s+of|absent|resolved|resolution\s+of"
+    r"|removed|removal\s+of|no\s+longer|none|neither|nor|rather\s+than|instead\s+of)\b",
+    re.IGNORECASE,
+)
+_PRE_UNC = re.compile(
+    r"\b(?:may|might|could|possibl[ey]|possibility|probabl[ey]|likely|suggest\w*|suspect\w*"
+    r"|suspicious|concern(?:ing)?\s+(?:for|of)|question(?:able)?|questioned|equivocal|indeterminate"
+    r"|vs\.?|versus|differential|cannot\s+(?:be\s+)?(?:exclude|excluded|rule\s+out|ruled\s+out)"
+    r"|can\s*not\s+(?:exclude|rule\s+out)|can't\s+(?:exclude|rule\s+out)|not\s+(?:be\s+)?excluded|rule\s+out|r/o"
+    r"|borderline|upper\s+limits?\s+of\s+normal|top\s+(?:of\s+)?normal|high[\s-]normal"
+    r"|presumed|presumably|worrisome)\b",
+    re.IGNORECASE,
+)
+_POST_NEG = re.compile(
+    r"^[^;]*?\b(?:(?:is|are|was|were|has\s+been|have\s+been)\s+)?(?:not|no\s+longer)\s+"
+    r"(?:seen|identified|present|visualized|visualised|evident|demonstrated|appreciated|noted|detected"
+    r"|apparent|visible|definitely\s+seen)\b"
+    r"|^[^;]*?\b(?:(?:has|have)\s+(?:since\s+)?(?:been\s+)?)(?:resolved|cleared|removed)\b"
+    r"|^\s*(?:(?:is|are|was|were)\s+)?(?:resolved|absent|removed|cleared)\b",
+    re.IGNORECASE,
+)
+_POST_UNC = re.compile(
+    r"^[^;]*?\b(?:cannot\s+be|can\s*not\s+be|can't\s+be|not\s+be|is\s+not|are\s+not|not)\s+"
+    r"(?:entirely\s+|completely\s+|totally\s+|definitely\s+)?(?:excluded|ruled\s+out|exclude)\b"
+    r"|^[^;]*?\b(?:is|are)\s+(?:suspected|questioned|possible|likely|not\s+excluded|favored)\b"
+    r"|^\s*(?:vs\.?|versus)\s+(?=\w)|^\s*\?",
+    re.IGNORECASE,
+)
+
+
+class Sentences:
+    """Sentence and clause boundaries of one text (character offsets)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+        self.starts = [0] + [e for e in ends if e < len(text)]
+        cuts = [m.start() for m in _TERMINATOR.finditer(text)] + [m.end() for m in _SENTENCE_END.finditer(text)]
+        self.cuts = sorted(set(cuts))
+        self._pseudo = [m.span() for m in _PSEUDO.finditer(text)]
+
+    def index(self, pos: int) -> int:
+        """Index of the sentence holding character ``pos``."""
+        return bisect.bisect_right(self.starts, pos) - 1
+
+    def sentence_span(self, i: int) -> tuple[int, int]:
+        """``(start, end)`` of sentence ``i``."""
+        end = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.text)
+        return self.starts[i], end
+
+    def clause_span(self, start: int, end: int) -> tuple[int, int]:
+        """The clause around the span ``[start, end)``: between the nearest cuts either side."""
+        i = bisect.bisect_right(self.cuts, start)
+        left = self.cuts[i - 1] if i > 0 else 0
+        j = bisect.bisect_left(self.cuts, end)
+        right = self.cuts[j] if j < len(self.cuts) else len(self.text)
+        return left, right
+
+    def _is_pseudo(self, start: int, end: int) -> bool:
+        return any(s <= start and end <= e for s, e in self._pseudo)
+
+    def classify(self, start: int, end: int, head_start: int) -> int:
+        """Value of the mention ``[start, end)``: POSITIVE, NEGATIVE or UNCERTAIN.
+
+        ``head_start`` is where the mention's last word begins, so that a trigger inside a longer
+        mention ("heart is *not* enlarged") counts as preceding it.
+        """
+        left, right = self.clause_span(start, end)
+        after = self.text[end:right]
+        if _POST_UNC.search(after):
+            return UNCERTAIN
+        if _POST_NEG.search(after):
+            return NEGATIVE
+        # "cannot exclude" holds a negation word but is uncertain: negations inside it do not count.
+        uncertain = [m.span() for m in _PRE_UNC.finditer(self.text, left, head_start) if m.end() <= head_start]
+        best, value = max(uncertain, default=(-1, -1))[0], UNCERTAIN
+        for m in _PRE_NEG.finditer(self.text, left, head_start):
+            s, e = m.span()
+            if (e <= head_start and s > best and not self._is_pseudo(s, e)
+                    and not any(us <= s and e <= ue for us, ue in uncertain)):
+                best, value = s, NEGATIVE
+        return value if best >= 0 else POSITIVE

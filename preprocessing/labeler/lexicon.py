@@ -1,0 +1,163 @@
+"""Mention lexicon: concepts, their regex patterns (synonyms, misspellings) and the observation each
+concept names in each vocabulary of :mod:`preprocessing.vocab`.
+
+Three kinds of pattern:
+
+- ``finding``: a finding named in the text ("left basilar atelectasis", "the heart is enlarged");
+  its value (1 / 0 / -1) comes from the negation and uncertainty context.
+- ``borderline``: a hedged size statement ("borderline cardiomegaly", "heart size upper limits of
+  normal"): uncertain (-1) unless negated.
+- ``normal``: a statement of normality ("heart size is normal", "lungs are clear", "no acute
+  cardiopulmonary abnormality") that implies a negative (0) for the concepts it lists, as CheXpert
+  labels "heart size is normal" Cardiomegaly 0. A negated or hedged normal statement counts for nothing.
+
+Patterns are matched case-insensitively on whole words; the compiled regexes are built once at import.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+FINDING, BORDERLINE, NORMAL = "finding", "borderline", "normal"
+
+
+@dataclass(frozen=True)
+class Concept:
+    """One thing the text can state; ``targets`` maps a vocabulary's observation names it feeds."""
+
+    name: str
+    targets: tuple[str, ...]
+    default_levels: tuple[str, ...] = ("upper", "middle", "lower")
+    default_zones: tuple[str, ...] = ()
+
+
+# CheXpert and NIH names live side by side: a concept feeds every name present in the chosen list.
+CONCEPTS: dict[str, Concept] = {c.name: c for c in (
+    Concept("cardiomegaly", ("Cardiomegaly",), default_zones=("cardiac",)),
+    Concept("mediastinum", ("Enlarged Cardiomediastinum",), default_zones=("mediastinum",)),
+    Concept("nodule", ("Lung Lesion", "Nodule")),
+    Concept("mass", ("Lung Lesion", "Mass")),
+    Concept("opacity", ("Lung Opacity", "Infiltration")),
+    Concept("scarring", ("Lung Opacity",)),
+    Concept("fibrosis", ("Lung Opacity", "Fibrosis")),
+    Concept("edema", ("Edema",)),
+    Concept("consolidation", ("Consolidation",)),
+    Concept("pneumonia", ("Pneumonia",)),
+    Concept("atelectasis", ("Atelectasis",)),
+    Concept("pneumothorax", ("Pneumothorax",)),
+    Concept("effusion", ("Pleural Effusion", "Effusion"), default_levels=("lower",)),
+    Concept("pleural_other", ("Pleural Other", "Pleural_Thickening")),
+    Concept("fracture", ("Fracture",)),
+    Concept("device", ("Support Devices",)),
+    Concept("emphysema", ("Emphysema",)),
+    Concept("hernia", ("Hernia",)),
+)}
+
+# Concepts a normal statement about the lungs or the whole chest rules out.
+_PARENCHYMA = ("opacity", "consolidation", "pneumonia", "edema", "atelectasis")
+_ACUTE = ("edema", "consolidation", "pneumonia", "pneumothorax", "effusion")
+_ALL_PATHOLOGY = tuple(n for n in CONCEPTS if n != "device")
+
+_HEART = r"(?:heart|cardiac\s+(?:silhouette|shadow|contours?|size|outline|borders?)|heart\s+size|cardiac)"
+_CM = r"(?:cardio[\s-]?mediastinal|cardiomediastinum)\s*(?:silhouettes?|contours?|shadows?|outlines?|structures|size|width)?"
+_MEDIASTINUM = r"(?:(?:superior\s+)?mediastin(?:um|al\s+(?:silhouette|contours?|width|shadow|structures|outline)s?))"
+# A few words within one clause: no punctuation, and not across "and the" / "but" / "with".
+_GAP = r"(?:(?!\b(?:and\s+the|and\s+there|but|with|however)\b)[\w\s/-]){0,40}?\b"
+_LARGE = r"(?:enlarged|enlargement|enlarging|large|increased|prominent|prominence|widened|widening|wide)"
+_NORMAL = (r"(?:normal|within\s+normal\s+limits|wnl|unremarkable|stable|unchanged|satisfactory|"
+           r"not\s+(?:enlarged|widened)|(?:is|are)\s+clear|maintained|preserved)")
+_SIZE_HEDGE = r"(?:borderline|upper\s+limits?\s+of\s+normal|top\s+(?:of\s+)?normal|high[\s-]normal|mildly\s+prominent)"
+
+# (concept or concepts, kind, pattern)
+_ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    # --- heart and mediastinum
+    (("cardiomegaly",), FINDING, r"card[io]{1,2}megal(?:y|ic)|cardiomeg[ae]ly|cardiac\s+(?:enlargement|hypertrophy)"
+                                 r"|enlarged\s+(?:heart|cardiac\s+(?:silhouette|shadow|size|contour))"),
+    (("cardiomegaly",), BORDERLINE, rf"{_SIZE_HEDGE}\s+(?:cardiomegaly|(?:heart|cardiac)\s+(?:size|silhouette|enlargement))"
+                                    rf"|{_HEART}{_GAP}{_SIZE_HEDGE}"),
+    (("cardiomegaly",), FINDING, rf"{_HEART}{_GAP}{_LARGE}"),
+    (("cardiomegaly",), NORMAL, rf"(?:normal|unremarkable)\s+(?:sized?\s+)?{_HEART}|{_HEART}{_GAP}{_NORMAL}"),
+    (("cardiomegaly", "mediastinum"), NORMAL, rf"normal\s+{_CM}|{_CM}{_GAP}{_NORMAL}"),
+    (("mediastinum",), FINDING, rf"{_LARGE}\s+(?:of\s+the\s+)?(?:superior\s+)?mediastin\w*|{_MEDIASTINUM}{_GAP}{_LARGE}"
+                                r"|mediastinal\s+(?:lymph\s*)?adenopathy|mediastinal\s+mass|(?:enlarged|prominent)\s+paratracheal"),
+    (("mediastinum",), NORMAL, rf"normal\s+mediastin\w*|{_MEDIASTINUM}{_GAP}{_NORMAL}"),
+    # --- lung parenchyma
+    (("nodule",), FINDING, r"nodul(?:e|es|ar)|nodlues?|noduels?|micronodul\w*"),
+    (("mass",), FINDING, r"mass(?:es)?(?!\s+effect)|(?:cavitary|cavitating|pulmonary|lung|parenchymal)\s+lesions?"
+                         r"|cavitation|tumou?rs?|neoplasms?|carcinoma|malignan\w*|metastas[ie]s|metastatic"),
+    (("opacity",), FINDING, r"opaci\w*|opactiy|opacites|opcaity|(?<!bone\s)(?<!breast\s)(?<!tissue\s)densit(?:y|ies)"
+                            r"|infiltra\w*|air[\s-]?space\s+(?:disease|process|opacit\w*|filling)"),
+    (("scarring",), FINDING, r"(?:interstitial|reticular|reticulonodular)\s+(?:markings?|patterns?|opacit\w+|prominence"
+                             r"|changes?|disease|thickening|lung\s+disease)|reticulation|peribronchial\s+(?:thickening|cuffing)"
+                             r"|(?<!pleural\s)(?<!pleural-parenchymal\s)(?<!pleuroparenchymal\s)scar(?:s|ring|red)?"),
+    (("fibrosis",), FINDING, r"(?<!cystic\s)fibros[ie]s|fibrotic|honeycomb\w*"),
+    (("edema",), FINDING, r"o?edema(?:tous)?|(?:heart|cardiac)\s+failure|chf|(?:pulmonary\s+)?(?:vascular|venous)\s+congestion"
+                          r"|pulmonary\s+congestion|congestive|(?:pulmonary\s+)?venous\s+hypertension|cephalization"
+                          r"|kerley|vascular\s+(?:prominence|engorgement|indistinctness)"
+                          r"|(?:prominen\w+|engorged|indistinct)\s+(?:of\s+)?(?:the\s+)?(?:central\s+)?(?:pulmonary\s+)?vascula\w*"
+                          r"|(?:pulmonary\s+)?vascula\w*\s+(?:is\s+|are\s+)?(?:prominen\w+|engorged|indistinct|congested)"),
+    (("edema",), NORMAL, r"(?:pulmonary\s+)?vascula(?:ture|rity)\s+(?:is\s+|are\s+|appears\s+)?(?:normal|within\s+normal\s+limits)"
+                         r"|normal\s+(?:pulmonary\s+)?vascula\w*"),
+    (("consolidation",), FINDING, r"consol[io]?dat\w*|consoildat\w*"),
+    (("pneumonia",), FINDING, r"p(?:neu|nue)moni\w*|bronchopneumonia|infectio\w*|infectious"),
+    (("atelectasis",), FINDING, r"at[ea]l[ea]?cta\w*|atelctasis|(?:lob\w*|lung|segmental|subsegmental)\s+collapse"
+                                r"|collapsed?\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+)?(?:lobe|lung)"),
+    (("emphysema",), FINDING, r"(?<!subcutaneous\s)emphysem\w*"),
+    (_PARENCHYMA, NORMAL, r"(?:lungs?|lung\s+fields|lung\s+parenchyma)\s+(?:(?:are|is|appear|appears|remain|remains)\s+)?"
+                          r"(?:(?:otherwise|now|grossly|well[\s-]expanded\s+and|hyperexpanded\s+but|essentially)\s+)*clear"
+                          r"|clear\s+lungs?"),
+    # --- pleura
+    (("pneumothorax",), FINDING, r"(?:hydro)?p(?:neu|nue)mo?th?(?:or|ro)a(?:x|ces|ces)|pneumothora\w*|ptx"),
+    (("effusion",), FINDING, r"(?<!pericardial\s)(?<!joint\s)eff?us(?:ion|ions|oin)|effsuions?|pleural\s+fluid"
+                             r"|hydropneumothorax|fluid\s+in\s+the\s+(?:\w+\s+)?(?:pleural\s+space|fissure)"),
+    (("effusion",), NORMAL, r"costophrenic\s+(?:angles?|sulc[iu]s?)\s+(?:are\s+|is\s+)?(?:sharp|clear|normal|preserved)"),
+    (("effusion", "pneumothorax"), NORMAL, r"pleural\s+spaces?\s+(?:are\s+|is\s+)?(?:clear|normal|unremarkable)"),
+    (("pleural_other",), FINDING, r"pleural\s+(?:thickening|plaques?|scar\w*|calcifications?|based\s+(?:opacit\w+|densit\w+))"
+                                  r"|pleural[\s-]+parenchymal\s+(?:scar\w*|thickening|changes?)|pleuroparenchymal|fibrothorax"
+                                  r"|thickened\s+pleura|(?:apical\s+)?pleural\s+cap\w*|thickening\s+of\s+the\s+pleura"),
+    # --- bones and devices
+    (("fracture",), FINDING, r"fractur\w*|fracure\w*|fratcure\w*|fx"),
+    (("device",), FINDING, r"pace(?:maker|r)s?|(?:a)?icd|defibrillator|(?:picc|central(?:\s+venous)?|venous|arterial|ij"
+                           r"|jugular|subclavian|dialysis|swan[\s-]ganz)\s+(?:catheters?|lines?)|catheters?|picc|port[\s-]?a[\s-]?cath"
+                           r"|mediport|(?:power)?port|(?:endotracheal|et|nasogastric|ng|orogastric|og|chest|feeding|tracheostomy"
+                           r"|enteric|dobhoff|gastrostomy)\s+tubes?|tracheostomy|sternotomy|sternal\s+wires?|(?:surgical|vascular"
+                           r"|cholecystectomy|metallic|axillary)?\s*clips?|staples|stents?|(?:prosthetic|mechanical)\s+valves?"
+                           r"|valve\s+(?:replacement|prosthesis)|hardware|(?:fixation\s+)?(?:plates?|screws?)|coils?|devices?"
+                           r"|(?:pacer|pacemaker|epicardial)\s+(?:wires?|leads?)|wires?|drains?|loop\s+recorder|prosthes[ie]s|arthroplast\w*"
+                           r"|(?:suture|surgical)\s+material|sutures?|tubes?"),
+    (("hernia",), FINDING, r"hernia\w*"),
+    # --- the whole study
+    (_ACUTE, NORMAL, r"no\s+(?:\w+\s+)?(?:acute|active)\s+(?:\w+\s+){0,2}(?:cardio\w*|pulmonary|lung|chest|intrathoracic|thoracic|disease"
+                     r"|abnormalit\w*|process|findings?|pathology)"),
+    (_ALL_PATHOLOGY, NORMAL, r"normal\s+(?:\w+\s+)?(?:chest|study|exam\w*|radiographs?)|negative\s+(?:chest|study|exam\w*)"),
+)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One compiled lexicon entry."""
+
+    concepts: tuple[str, ...]
+    kind: str
+    regex: re.Pattern[str]
+
+
+PATTERNS: tuple[Pattern, ...] = tuple(
+    Pattern(concepts, kind, re.compile(rf"\b(?:{body})\b", re.IGNORECASE)) for concepts, kind, body in _ENTRIES
+)
+
+
+def observation_map(observations: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Concept name -> the observation names it feeds in ``observations`` (concepts feeding none are left out)."""
+    wanted = set(observations)
+    out = {name: tuple(t for t in c.targets if t in wanted) for name, c in CONCEPTS.items()}
+    return {k: v for k, v in out.items() if v}
+
+
+def default_levels(observation: str) -> tuple[str, ...]:
+    """Levels a side-only location of ``observation`` covers (lower for an effusion, else all)."""
+    for c in CONCEPTS.values():
+        if observation in c.targets:
+            return c.default_levels
+    return ("upper", "middle", "lower")

@@ -1,0 +1,120 @@
+"""Location phrases in report text and their mapping onto the zone vocabulary (patient frame).
+
+A location is parsed into *sides* (right / left) and *levels* (upper / middle / lower) plus a few
+named places (lingula, right middle lobe, retrocardiac, cardiac, mediastinum); :func:`resolve_zones`
+turns that into names from :data:`preprocessing.vocab.ZONES`. The IU code mapping
+(:mod:`preprocessing.iu_codes`) uses the same resolver, so text and codes agree by construction.
+
+| phrase | zones |
+|---|---|
+| right / left + upper, apex, apical | ``<side>_upper`` |
+| right / left + middle, mid, perihilar, hilar | ``<side>_middle`` |
+| right / left + lower, base, basilar, basal, costophrenic | ``<side>_lower`` |
+| bilateral, both, bi- (bibasilar, biapical), or a level without a side | both sides |
+| lingula, lingular | ``left_middle`` |
+| middle lobe without a side | ``right_middle`` (only the right lung has one) |
+| retrocardiac | ``left_lower`` + ``cardiac`` |
+| a side without a level (``right pleural effusion``) | that side's lower zone for effusions, every level otherwise |
+| cardiac, heart | ``cardiac`` |
+| mediastinal, mediastinum, paratracheal | ``mediastinum`` |
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from preprocessing.vocab import ZONES
+
+LEVELS = ("upper", "middle", "lower")
+
+_LEVEL_WORDS = {
+    "upper": "upper", "apex": "upper", "apices": "upper", "apical": "upper", "apically": "upper",
+    "biapical": "upper", "suprahilar": "upper",
+    "middle": "middle", "mid": "middle", "midlung": "middle", "perihilar": "middle", "hilar": "middle",
+    "hila": "middle", "hilum": "middle", "hilus": "middle", "lingula": "middle", "lingular": "middle",
+    "infrahilar": "lower", "lower": "lower", "base": "lower", "bases": "lower", "basilar": "lower",
+    "basal": "lower", "basally": "lower", "basilarly": "lower", "bibasilar": "lower", "bibasal": "lower",
+    "bibasally": "lower", "bibasilarly": "lower", "costophrenic": "lower", "cardiophrenic": "lower",
+    "retrocardiac": "lower",
+}
+_WORD = re.compile(r"[a-z]+")
+
+_LEVEL = (
+    r"(?:upper|middle|mid|lower|apex|apices|apical(?:ly)?|biapical|bi-apical|suprahilar|infrahilar|perihilar"
+    r"|hilar|hila|hilum|hilus|midlung|lingula(?:r)?|bases?|basilar(?:ly)?|basal(?:ly)?|bi-?basilar(?:ly)?"
+    r"|bi-?basal(?:ly)?|costophrenic|cardiophrenic|retrocardiac)"
+)
+_SIDE = r"(?:right|left|bilateral|both)"
+# A level phrase ("left lower lobe", "right upper and middle lobes", "lung bases bilaterally",
+# "base of the left lung") or a bare side ("right", "left-sided", "bilaterally"). Longest first.
+ZONE_PATTERN = re.compile(
+    r"\b(?:"
+    rf"(?:{_SIDE}(?:[\s-]+(?:and|&)[\s-]+{_SIDE})?(?:[\s-]+sided)?[\s-]+)?(?:(?:lung|hemithorax|mid)[\s-]+)?"
+    rf"{_LEVEL}(?:(?:\s*(?:,|and|/|or|to|&)\s*|[\s-]+){_LEVEL})*"
+    r"(?:[\s-]+(?:lobes?|lungs?|lung\s+zones?|lung\s+fields?|zones?|fields?|regions?|segments?))?"
+    rf"(?:\s+(?:of\s+)?(?:the\s+)?{_SIDE}(?:\s+lungs?|\s+hemithorax)?|\s+bilaterally)?"
+    rf"|{_SIDE}[\s-]+(?:lungs?|hemithorax|hemithoraces|sided)"
+    r"|right|left|bilateral(?:ly)?"
+    r"|(?:superior\s+|anterior\s+)?mediastin(?:um|al)|paratracheal"
+    r")\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed location: sides and levels (``None`` = not stated) plus named zones it adds."""
+
+    sides: frozenset[str] | None
+    levels: frozenset[str] | None
+    extra: frozenset[str] = frozenset()
+
+
+@lru_cache(maxsize=4096)
+def parse_location(phrase: str) -> Location:
+    """Parse a location phrase (from text, or an IU code path joined by spaces) into a Location."""
+    words = _WORD.findall(phrase.lower())
+    sides: set[str] = set()
+    levels: set[str] = set()
+    extra: set[str] = set()
+    for w in words:
+        if w in ("right",):
+            sides.add("right")
+        elif w in ("left",):
+            sides.add("left")
+        elif w in ("bilateral", "bilaterally", "both") or (w.startswith("bi") and w in _LEVEL_WORDS):
+            sides.update(("right", "left"))
+        if w in _LEVEL_WORDS:
+            levels.add(_LEVEL_WORDS[w])
+        if w in ("lingula", "lingular"):
+            sides.add("left")
+        elif w == "retrocardiac":
+            sides.add("left")
+            extra.add("cardiac")
+        elif w.startswith("mediastin") or w == "paratracheal":
+            extra.add("mediastinum")
+        elif w in ("cardiac", "heart"):
+            extra.add("cardiac")
+    if "middle" in levels and not sides and ("lobe" in words or "lobes" in words):
+        sides.add("right")
+    return Location(frozenset(sides) or None, frozenset(levels) or None, frozenset(extra))
+
+
+def resolve_zones(locations: list[Location], default_levels: tuple[str, ...] = LEVELS) -> list[str]:
+    """Zone names (in :data:`ZONES` order) covered by ``locations``.
+
+    A level without a side covers both sides; a side without a level covers ``default_levels``
+    (the lower zone for an effusion, every level otherwise). A location with neither adds only its
+    named zones.
+    """
+    found: set[str] = set()
+    for loc in locations:
+        found |= loc.extra
+        if loc.sides is None and loc.levels is None:
+            continue
+        for side in loc.sides or ("right", "left"):
+            for level in loc.levels or default_levels:
+                found.add(f"{side}_{level}")
+    return [z for z in ZONES if z in found]

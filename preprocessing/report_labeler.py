@@ -1,0 +1,212 @@
+"""Rule-based radiology report labeler: observations with negation, uncertainty, zones and evidence.
+
+In the tradition of the CheXpert / NegBio labelers, without their parsers: a regex lexicon finds
+mentions (:mod:`preprocessing.labeler.lexicon`), NegEx-style triggers inside the mention's clause
+decide positive / negative / uncertain (:mod:`preprocessing.labeler.context`), location phrases in
+the sentence give zones (:mod:`preprocessing.labeler.zones`), and CheXpert's rules aggregate:
+
+- per observation, any positive mention gives 1, else any uncertain gives -1, else any negative
+  (or a normal statement such as "heart size is normal") gives 0, else ``None`` (not mentioned);
+- ``No Finding`` is 0 when any other observation except ``Support Devices`` is 1 or -1, else 1
+  (``None`` for empty text).
+
+Zones (:data:`preprocessing.vocab.ZONES`) are given for positive and uncertain mentions only: each
+location phrase of a sentence goes to the nearest positive/uncertain mention, and a mention that
+gets none inherits all of its sentence's locations.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from preprocessing.errors import MmdxError
+from preprocessing.labeler.context import NEGATIVE, POSITIVE, UNCERTAIN, Sentences
+from preprocessing.labeler.lexicon import BORDERLINE, CONCEPTS, NORMAL, PATTERNS, observation_map
+from preprocessing.labeler.zones import ZONE_PATTERN, parse_location, resolve_zones
+from preprocessing.vocab import ZONES, resolve_observations
+
+NO_FINDING = "No Finding"
+SUPPORT_DEVICES = "Support Devices"
+ID_FIELDS = ("id", "uid", "study_id")
+
+
+@dataclass(frozen=True)
+class Mention:
+    """Evidence for one value: ``text[start:end]`` of the labelled text, its value and sentence index."""
+
+    start: int
+    end: int
+    text: str
+    value: int
+    sentence: int
+
+
+@dataclass
+class ReportLabels:
+    """Labels of one report.
+
+    ``values``: observation -> 1 / 0 / -1 / None; ``zones``: observation -> zone names (empty when
+    not positive/uncertain or no location is stated); ``evidence``: observation -> mentions.
+    """
+
+    values: dict[str, int | None]
+    zones: dict[str, list[str]]
+    evidence: dict[str, list[Mention]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict with ``values``, ``zones`` and ``evidence`` (mentions as dicts)."""
+        return {
+            "values": dict(self.values),
+            "zones": {k: list(v) for k, v in self.zones.items()},
+            "evidence": {k: [asdict(m) for m in v] for k, v in self.evidence.items()},
+        }
+
+
+@dataclass
+class _Hit:
+    concept: str
+    start: int
+    end: int
+    value: int
+    sentence: int
+    locations: list = field(default_factory=list)
+
+
+@lru_cache(maxsize=32)
+def _setup(observations: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    return observation_map(observations)
+
+
+def _find_hits(text: str, sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_Hit]:
+    hits = []
+    for pattern in PATTERNS:
+        wanted = [c for c in pattern.concepts if c in concepts]
+        if not wanted:
+            continue
+        for m in pattern.regex.finditer(text):
+            start, end = m.span()
+            if pattern.kind == NORMAL:
+                # The pattern may hold its own "no" ("no acute disease"); only context before it counts.
+                if sents.classify(start, end, start) != POSITIVE:
+                    continue
+                value = NEGATIVE
+            else:
+                head = text.rfind(" ", start, end) + 1 or start
+                value = sents.classify(start, end, max(head, start))
+                if pattern.kind == BORDERLINE and value == POSITIVE:
+                    value = UNCERTAIN
+            sentence = sents.index(start)
+            hits.extend(_Hit(c, start, end, value, sentence) for c in wanted)
+    return hits
+
+
+def _assign_locations(text: str, sents: Sentences, hits: list[_Hit]) -> None:
+    """Give each location phrase to the nearest positive/uncertain hit of its sentence."""
+    active = [h for h in hits if h.value != NEGATIVE]
+    if not active:
+        return
+    by_sentence: dict[int, list[_Hit]] = {}
+    for h in active:
+        by_sentence.setdefault(h.sentence, []).append(h)
+    sentence_locations: dict[int, list] = {}
+    for m in ZONE_PATTERN.finditer(text):
+        i = sents.index(m.start())
+        candidates = by_sentence.get(i)
+        if not candidates:
+            continue
+        loc = parse_location(m.group(0))
+        sentence_locations.setdefault(i, []).append(loc)
+        # Spans inside a mention ("retrocardiac opacity" is one phrase) count as distance 0.
+        nearest = min(candidates, key=lambda h: max(h.start - m.end(), m.start() - h.end, 0))
+        for h in candidates:
+            if (h.start, h.end) == (nearest.start, nearest.end):
+                h.locations.append(loc)
+    for i, group in by_sentence.items():
+        for h in group:
+            if not h.locations:
+                h.locations = sentence_locations.get(i, [])
+
+
+def label_report(text: str | None, observations: str | list[str] | tuple[str, ...] = "chexpert") -> ReportLabels:
+    """Label one report's text.
+
+    ``observations`` names a list of :data:`preprocessing.vocab.OBSERVATION_SETS` ("chexpert",
+    "nih", "phantom", ...) or gives the names. Returns a :class:`ReportLabels` whose evidence
+    offsets index ``text``.
+    """
+    names = resolve_observations(observations)
+    concepts = _setup(names)
+    text = text or ""
+    sents = Sentences(text)
+    hits = _find_hits(text, sents, concepts)
+    _assign_locations(text, sents, hits)
+
+    values: dict[str, int | None] = {n: None for n in names}
+    zone_sets: dict[str, set[str]] = {n: set() for n in names}
+    evidence: dict[str, list[Mention]] = {}
+    rank = {POSITIVE: 2, UNCERTAIN: 1, NEGATIVE: 0}
+    for h in sorted(hits, key=lambda h: h.start):
+        for obs in concepts[h.concept]:
+            old = values[obs]
+            if old is None or rank[h.value] > rank[old]:
+                values[obs] = h.value
+            evidence.setdefault(obs, []).append(Mention(h.start, h.end, text[h.start:h.end], h.value, h.sentence))
+            if h.value != NEGATIVE:
+                concept = CONCEPTS[h.concept]
+                zone_sets[obs] |= set(concept.default_zones) | set(resolve_zones(h.locations, concept.default_levels))
+    zones = {obs: [z for z in ZONES if z in found] for obs, found in zone_sets.items()}
+    if NO_FINDING in values:
+        findings = [v for k, v in values.items() if k not in (NO_FINDING, SUPPORT_DEVICES)]
+        values[NO_FINDING] = None if not text.strip() else int(not any(v in (POSITIVE, UNCERTAIN) for v in findings))
+    return ReportLabels(values, zones, evidence)
+
+
+def join_fields(record: dict, fields: list[str] | tuple[str, ...]) -> str:
+    """The text to label from a JSON record: the non-empty string ``fields`` in order, one blank line
+    between them (so each starts a sentence). Evidence offsets index this joined text."""
+    parts = [record[f].strip() for f in fields if isinstance(record.get(f), str) and record[f].strip()]
+    return "\n\n".join(parts)
+
+
+def _record_id(record: dict, id_field: str | None):
+    if id_field is not None:
+        return record.get(id_field)
+    return next((record[k] for k in ID_FIELDS if k in record), None)
+
+
+def label_jsonl(input_path: str | Path, out_path: str | Path, fields: list[str] | tuple[str, ...],
+                id_field: str | None = None, observations: str | list[str] | tuple[str, ...] = "chexpert") -> int:
+    """Label every line of a JSONL file; write one JSON line per input line; return the line count.
+
+    Each output line holds ``id`` (the input's ``id_field``, else the first of id / uid / study_id
+    present), ``line`` (1-based), ``text`` (the joined ``fields``, see :func:`join_fields`) and
+    :meth:`ReportLabels.to_dict`. A line that is not a JSON object gives ``{"id": null, "line": n,
+    "error": "..."}`` instead, and labelling goes on. Raises :class:`MmdxError` when the input
+    cannot be read or the observation list is unknown.
+    """
+    input_path, out_path = Path(input_path), Path(out_path)
+    try:
+        resolve_observations(observations)
+    except ValueError as err:
+        raise MmdxError(f"--observations: {err}") from err
+    if not input_path.is_file():
+        raise MmdxError(f"{input_path}: input file not found")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with input_path.open(encoding="utf-8", errors="replace") as src, out_path.open("w", encoding="utf-8") as dst:
+        for n, line in enumerate(src, start=1):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+            except ValueError as err:
+                row = {"id": None, "line": n, "error": f"{input_path}:{n}: invalid JSON line: {err}"}
+            else:
+                text = join_fields(record, fields)
+                row = {"id": _record_id(record, id_field), "line": n, "text": text,
+                       **label_report(text, observations).to_dict()}
+            dst.write(json.dumps(row) + "\n")
+    return n
