@@ -128,21 +128,19 @@ def _looks_like_plain_image(path: Path) -> bool:
 def _radiograph_from_dataset(ds: Dataset, path: str | None, target_size: int | None,
                              check_modality: bool) -> Radiograph:
     where = path or f"<dataset {ds.get('SOPInstanceUID', '?')}>"
+    if not any(tag in ds for tag in _PIXEL_DATA_TAGS):
+        raise DicomReadError(where, "no pixel data (this DICOM object holds no image)")
     modality = str(ds.get("Modality", "") or "").upper()
     if check_modality and modality not in ACCEPTED_MODALITIES:
         accepted = ", ".join(sorted(m for m in ACCEPTED_MODALITIES if m))
         raise UnsupportedImageError(
             where, f"modality {modality!r} is not a projection radiograph (accepted: {accepted} or none)")
-    if not any(tag in ds for tag in _PIXEL_DATA_TAGS):
-        raise DicomReadError(where, "no pixel data (this DICOM object holds no image)")
     photometric = str(ds.get("PhotometricInterpretation", "") or "").upper()
     if photometric not in MONOCHROME + COLOUR:
         raise UnsupportedImageError(
             where, f"photometric interpretation {photometric or 'missing'!r} is not supported "
                    f"(supported: {', '.join(MONOCHROME + COLOUR)})")
-    for key in ("Rows", "Columns", "BitsAllocated"):
-        if not ds.get(key):
-            raise DicomReadError(where, f"the image pixel module lacks {key}")
+    _check_image_module(ds, where)
     syntax = _transfer_syntax(ds, where)
     try:
         with warnings.catch_warnings():
@@ -189,6 +187,19 @@ def _radiograph_from_dataset(ds: Dataset, path: str | None, target_size: int | N
         flips=flips,
         dataset=_header_only(ds),
     )
+
+
+def _check_image_module(ds: Dataset, where: str) -> None:
+    for key in ("Rows", "Columns", "BitsAllocated", "NumberOfFrames"):
+        value = ds.get(key)
+        if value is None and key == "NumberOfFrames":
+            continue
+        try:
+            valid = int(value) > 0
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise DicomReadError(where, f"invalid or missing {key} in the image pixel module: {value!r}")
 
 
 def _str_or_none(value: object) -> str | None:
