@@ -50,6 +50,9 @@ RULES: tuple[CodeRule, ...] = (
     CodeRule("Nodule", ("Lung Lesion",), excludes=NON_LUNG),
     CodeRule("Mass", ("Lung Lesion",), excludes=NON_LUNG),
     CodeRule("Lung Neoplasms", ("Lung Lesion",)),
+    # A round opacity or density is a nodule or mass by another name.
+    CodeRule("Opacity", ("Lung Lesion",), frozenset({"round"}), excludes=NON_LUNG),
+    CodeRule("Density", ("Lung Lesion",), frozenset({"round"}), excludes=NON_LUNG),
     CodeRule("Cavitation", ("Lung Lesion",)),
     CodeRule("Opacity", ("Lung Opacity",), excludes=NON_LUNG),
     CodeRule("Density", ("Lung Opacity",), excludes=NON_LUNG),

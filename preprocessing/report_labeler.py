@@ -24,7 +24,7 @@ from pathlib import Path
 
 from preprocessing.errors import MmdxError
 from preprocessing.labeler.context import NEGATIVE, POSITIVE, UNCERTAIN, Sentences
-from preprocessing.labeler.lexicon import BORDERLINE, CONCEPTS, NORMAL, PATTERNS, observation_map
+from preprocessing.labeler.lexicon import CONCEPTS, NORMAL, PATTERNS, observation_map
 from preprocessing.labeler.zones import ZONE_PATTERN, parse_location, resolve_zones
 from preprocessing.vocab import ZONES, resolve_observations
 
@@ -96,8 +96,6 @@ def _find_hits(text: str, sents: Sentences, concepts: dict[str, tuple[str, ...]]
             else:
                 head = text.rfind(" ", start, end) + 1 or start
                 value = sents.classify(start, end, max(head, start))
-                if pattern.kind == BORDERLINE and value == POSITIVE:
-                    value = UNCERTAIN
             sentence = sents.index(start)
             hits.extend(_Hit(c, start, end, value, sentence) for c in wanted)
     return hits

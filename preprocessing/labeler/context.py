@@ -3,7 +3,7 @@
 A mention's value is decided inside its *clause*: the part of its sentence between terminators
 ("but", "however", "which", "except", "; ", ...). Triggers before the mention (``no``, ``without``,
 ``possible``...) or after it (``is not seen``, ``cannot be excluded``...) in that clause set the
-value; the nearest pre-trigger wins, a post-trigger beats pre-triggers. Pseudo-triggers such as
+value; a post-trigger beats pre-triggers, and a negation beats an uncertainty. Pseudo-triggers such as
 ``no change`` or ``not only`` are removed first so that they negate nothing.
 """
 
@@ -19,7 +19,7 @@ _SENTENCE_END = re.compile(r"(?<!\d)[.!?]+(?=\s|$|[A-Z])|[.!?]+(?=\s)|\n\s*\n")
 
 _TERMINATOR = re.compile(
     r";|\b(?:but|however|although|though|whereas|while|which|yet|aside from|apart from|except(?: for)?"
-    r"|with the exception of|other than|otherwise|now|there (?:is|are)|likely represents?|"
+    r"|with the exception of|other than|otherwise|now|with|there (?:is|are)|likely represents?|"
     r"and (?=(?:the|there|a|an)\b))\b",
     re.IGNORECASE,
 )
@@ -38,11 +38,10 @@ _PRE_NEG = re.compile(
     re.IGNORECASE,
 )
 _PRE_UNC = re.compile(
-    r"\b(?:may|might|could|possibl[ey]|possibility|probabl[ey]|likely|suggest\w*|suspect\w*"
+    r"\b(?:may|might|could|possibl[ey]|possibility|suggest\w*|suspect\w*"
     r"|suspicious|concern(?:ing)?\s+(?:for|of)|question(?:able)?|questioned|equivocal|indeterminate"
     r"|vs\.?|versus|differential|cannot\s+(?:be\s+)?(?:exclude|excluded|rule\s+out|ruled\s+out)"
     r"|can\s*not\s+(?:exclude|rule\s+out)|can't\s+(?:exclude|rule\s+out)|not\s+(?:be\s+)?excluded|rule\s+out|r/o"
-    r"|borderline|upper\s+limits?\s+of\s+normal|top\s+(?:of\s+)?normal|high[\s-]normal"
     r"|presumed|presumably|worrisome)\b",
     re.IGNORECASE,
 )
@@ -106,12 +105,11 @@ class Sentences:
             return UNCERTAIN
         if _POST_NEG.search(after):
             return NEGATIVE
-        # "cannot exclude" holds a negation word but is uncertain: negations inside it do not count.
+        # Negation beats uncertainty in a clause ("no opacity to suggest pneumonia"), but "cannot
+        # exclude" holds a negation word and is uncertain: negations inside it do not count.
         uncertain = [m.span() for m in _PRE_UNC.finditer(self.text, left, head_start) if m.end() <= head_start]
-        best, value = max(uncertain, default=(-1, -1))[0], UNCERTAIN
         for m in _PRE_NEG.finditer(self.text, left, head_start):
             s, e = m.span()
-            if (e <= head_start and s > best and not self._is_pseudo(s, e)
-                    and not any(us <= s and e <= ue for us, ue in uncertain)):
-                best, value = s, NEGATIVE
-        return value if best >= 0 else POSITIVE
+            if e <= head_start and not self._is_pseudo(s, e) and not any(us <= s and e <= ue for us, ue in uncertain):
+                return NEGATIVE
+        return UNCERTAIN if uncertain else POSITIVE

@@ -5,8 +5,6 @@ Three kinds of pattern:
 
 - ``finding``: a finding named in the text ("left basilar atelectasis", "the heart is enlarged");
   its value (1 / 0 / -1) comes from the negation and uncertainty context.
-- ``borderline``: a hedged size statement ("borderline cardiomegaly", "heart size upper limits of
-  normal"): uncertain (-1) unless negated.
 - ``normal``: a statement of normality ("heart size is normal", "lungs are clear", "no acute
   cardiopulmonary abnormality") that implies a negative (0) for the concepts it lists, as CheXpert
   labels "heart size is normal" Cardiomegaly 0. A negated or hedged normal statement counts for nothing.
@@ -19,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-FINDING, BORDERLINE, NORMAL = "finding", "borderline", "normal"
+FINDING, NORMAL = "finding", "normal"
 
 
 @dataclass(frozen=True)
@@ -63,27 +61,29 @@ _HEART = r"(?:heart|cardiac\s+(?:silhouette|shadow|contours?|size|outline|border
 _CM = r"(?:cardio[\s-]?mediastinal|cardiomediastinum)\s*(?:silhouettes?|contours?|shadows?|outlines?|structures|size|width)?"
 _MEDIASTINUM = r"(?:(?:superior\s+)?mediastin(?:um|al\s+(?:silhouette|contours?|width|shadow|structures|outline)s?))"
 # A few words within one clause: no punctuation, and not across "and the" / "but" / "with".
-_GAP = r"(?:(?!\b(?:and\s+the|and\s+there|but|with|however)\b)[\w\s/-]){0,40}?\b"
+_GAP = r"(?:(?!\b(?:and\s+the|and\s+there|but|with|however)\b)[\w\s/-]){0,50}?\b"
 _LARGE = r"(?:enlarged|enlargement|enlarging|large|increased|prominent|prominence|widened|widening|wide)"
 _NORMAL = (r"(?:normal|within\s+normal\s+limits|wnl|unremarkable|stable|unchanged|satisfactory|"
            r"not\s+(?:enlarged|widened)|(?:is|are)\s+clear|maintained|preserved)")
-_SIZE_HEDGE = r"(?:borderline|upper\s+limits?\s+of\s+normal|top\s+(?:of\s+)?normal|high[\s-]normal|mildly\s+prominent)"
+# "Upper limits of normal" is still normal; "borderline" size reads as mild enlargement (CheXpert: positive).
+_TOP_NORMAL = r"(?:(?:near|at|towards?|on)\s+(?:the\s+)?)?(?:upper\s+limits?\s+(?:of\s+)?normal|top(?:\s+of)?\s+normal|high[\s-]normal)"
 
 # (concept or concepts, kind, pattern)
 _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     # --- heart and mediastinum
     (("cardiomegaly",), FINDING, r"card[io]{1,2}megal(?:y|ic)|cardiomeg[ae]ly|cardiac\s+(?:enlargement|hypertrophy)"
                                  r"|enlarged\s+(?:heart|cardiac\s+(?:silhouette|shadow|size|contour))"),
-    (("cardiomegaly",), BORDERLINE, rf"{_SIZE_HEDGE}\s+(?:cardiomegaly|(?:heart|cardiac)\s+(?:size|silhouette|enlargement))"
-                                    rf"|{_HEART}{_GAP}{_SIZE_HEDGE}"),
-    (("cardiomegaly",), FINDING, rf"{_HEART}{_GAP}{_LARGE}"),
-    (("cardiomegaly",), NORMAL, rf"(?:normal|unremarkable)\s+(?:sized?\s+)?{_HEART}|{_HEART}{_GAP}{_NORMAL}"),
+    (("cardiomegaly",), FINDING, rf"borderline\s+(?:cardiomegaly|(?:heart|cardiac)\s+(?:size|silhouette|enlargement))"
+                                 rf"|{_HEART}{_GAP}(?:{_LARGE}|borderline)"),
+    (("cardiomegaly",), NORMAL, rf"(?:normal|unremarkable)\s+(?:sized?\s+)?{_HEART}|{_HEART}{_GAP}(?:{_NORMAL}|{_TOP_NORMAL})"),
     (("cardiomegaly", "mediastinum"), NORMAL, rf"normal\s+{_CM}|{_CM}{_GAP}{_NORMAL}"),
-    (("mediastinum",), FINDING, rf"{_LARGE}\s+(?:of\s+the\s+)?(?:superior\s+)?mediastin\w*|{_MEDIASTINUM}{_GAP}{_LARGE}"
-                                r"|mediastinal\s+(?:lymph\s*)?adenopathy|mediastinal\s+mass|(?:enlarged|prominent)\s+paratracheal"),
+    (("mediastinum",), FINDING, rf"{_LARGE}\s+(?:of\s+the\s+)?(?:(?!and\b|normal\b|with\b)[\w/-]+[\s/]+){{0,3}}?mediastin\w*"
+                                rf"|{_MEDIASTINUM}{_GAP}{_LARGE}|mediastinal\s+(?:lymph\s*)?adenopathy|mediastinal\s+mass"
+                                rf"|{_LARGE}\s+(?:right\s+|left\s+)?paratracheal|paratracheal\s+(?:\w+\s+){{0,2}}{_LARGE}"),
     (("mediastinum",), NORMAL, rf"normal\s+mediastin\w*|{_MEDIASTINUM}{_GAP}{_NORMAL}"),
     # --- lung parenchyma
-    (("nodule",), FINDING, r"nodul(?:e|es|ar)|nodlues?|noduels?|micronodul\w*"),
+    (("nodule",), FINDING, r"(?<!calcified\s)(?:nodul(?:e|es|ar)|nodlues?|noduels?|micronodul\w*)"
+                           r"|(?:round|rounded|ovoid|oval|spherical)\s+(?:\w+\s+)?(?:opacit\w+|densit\w+|lesions?)"),
     (("mass",), FINDING, r"mass(?:es)?(?!\s+effect)|(?:cavitary|cavitating|pulmonary|lung|parenchymal)\s+lesions?"
                          r"|cavitation|tumou?rs?|neoplasms?|carcinoma|malignan\w*|metastas[ie]s|metastatic"),
     (("opacity",), FINDING, r"opaci\w*|opactiy|opacites|opcaity|(?<!bone\s)(?<!breast\s)(?<!tissue\s)densit(?:y|ies)"
@@ -100,7 +100,10 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("edema",), NORMAL, r"(?:pulmonary\s+)?vascula(?:ture|rity)\s+(?:is\s+|are\s+|appears\s+)?(?:normal|within\s+normal\s+limits)"
                          r"|normal\s+(?:pulmonary\s+)?vascula\w*"),
     (("consolidation",), FINDING, r"consol[io]?dat\w*|consoildat\w*"),
-    (("pneumonia",), FINDING, r"p(?:neu|nue)moni\w*|bronchopneumonia|infectio\w*|infectious"),
+    (("pneumonia",), FINDING, r"p(?:neu|nue)moni\w*|bronchopneumonia"
+                               # healed granulomatous disease and "symptoms of infection" are no pneumonia
+                               r"|(?<!granulomatous\s)(?<!prior\s)(?<!old\s)(?<!previous\s)(?<!remote\s)(?<!healed\s)"
+                               r"(?<!of\s)(?<!for\s)infect(?:ion|ious|ive)"),
     (("atelectasis",), FINDING, r"at[ea]l[ea]?cta\w*|atelctasis|(?:lob\w*|lung|segmental|subsegmental)\s+collapse"
                                 r"|collapsed?\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+)?(?:lobe|lung)"),
     (("emphysema",), FINDING, r"(?<!subcutaneous\s)emphysem\w*"),
@@ -108,8 +111,9 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                           r"(?:(?:otherwise|now|grossly|well[\s-]expanded\s+and|hyperexpanded\s+but|essentially)\s+)*clear"
                           r"|clear\s+lungs?"),
     # --- pleura
-    (("pneumothorax",), FINDING, r"(?:hydro)?p(?:neu|nue)mo?th?(?:or|ro)a(?:x|ces|ces)|pneumothora\w*|ptx"),
-    (("effusion",), FINDING, r"(?<!pericardial\s)(?<!joint\s)eff?us(?:ion|ions|oin)|effsuions?|pleural\s+fluid"
+    (("pneumothorax",), FINDING, r"(?:hydro)?p(?:neu|nue)mo?th?(?:or|ro)a(?:x|ces)|pneumothora\w*|ptx"
+                                 r"|pleural\s+air\b|(?:pleural|apical)\s+(?:\w+\s+)?air\s+collections?"),
+    (("effusion",), FINDING, r"(?<!pericardial\s)(?<!joint\s)eff?us(?:ion|ions|oin)|effsuions?|pleural\s+(?:fluid|fusions?)"
                              r"|hydropneumothorax|fluid\s+in\s+the\s+(?:\w+\s+)?(?:pleural\s+space|fissure)"),
     (("effusion",), NORMAL, r"costophrenic\s+(?:angles?|sulc[iu]s?)\s+(?:are\s+|is\s+)?(?:sharp|clear|normal|preserved)"),
     (("effusion", "pneumothorax"), NORMAL, r"pleural\s+spaces?\s+(?:are\s+|is\s+)?(?:clear|normal|unremarkable)"),
@@ -121,10 +125,15 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("device",), FINDING, r"pace(?:maker|r)s?|(?:a)?icd|defibrillator|(?:picc|central(?:\s+venous)?|venous|arterial|ij"
                            r"|jugular|subclavian|dialysis|swan[\s-]ganz)\s+(?:catheters?|lines?)|catheters?|picc|port[\s-]?a[\s-]?cath"
                            r"|mediport|(?:power)?port|(?:endotracheal|et|nasogastric|ng|orogastric|og|chest|feeding|tracheostomy"
-                           r"|enteric|dobhoff|gastrostomy)\s+tubes?|tracheostomy|sternotomy|sternal\s+wires?|(?:surgical|vascular"
-                           r"|cholecystectomy|metallic|axillary)?\s*clips?|staples|stents?|(?:prosthetic|mechanical)\s+valves?"
+                           r"|enteric|dobhoff|gastrostomy)\s+tubes?|tracheostomy|(?:sternotomy|sternal)\s+(?:wires?|sutures?)|(?:surgical|vascular"
+                           r"|cholecystectomy|metallic|axillary)?\s*clips?|staples|stents?|(?:mechanical|replacement)\s+(?:\w+\s+)?valves?"
                            r"|valve\s+(?:replacement|prosthesis)|hardware|(?:fixation\s+)?(?:plates?|screws?)|coils?|devices?"
-                           r"|(?:pacer|pacemaker|epicardial)\s+(?:wires?|leads?)|wires?|drains?|loop\s+recorder|prosthes[ie]s|arthroplast\w*"
+                           r"|(?:pacer|pacemaker|epicardial)\s+(?:wires?|leads?)|wires?|drains?|loop\s+recorder|(?<!breast\s)prosthe(?:sis|ses|tic)|arthroplast\w*"
+                           r"|leads|generators?|shunt(?:\s+tubing|\s+catheter)?|tips|(?:bone\s+)?anchors?|internal\s+fixation"
+                           r"|fixation\s+(?:rods?|hardware)|rods|vertebroplasty|kyphoplasty"
+                           # a redacted device is still recognisable by its tip ("right chest XXXX tip in the SVC")
+                           r"|tip\s+(?:(?:is|are)\s+)?(?:project\w*|overl\w+|terminat\w+|in|at|within|visualized|located|extend\w*"
+                           r"|positioned|near|lies|ending|overlying)"
                            r"|(?:suture|surgical)\s+material|sutures?|tubes?"),
     (("hernia",), FINDING, r"hernia\w*"),
     # --- the whole study
