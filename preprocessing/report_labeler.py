@@ -80,13 +80,13 @@ def _setup(observations: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     return observation_map(observations)
 
 
-def _find_hits(text: str, sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_Hit]:
+def _find_hits(sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_Hit]:
     hits = []
     for pattern in PATTERNS:
         wanted = [c for c in pattern.concepts if c in concepts]
         if not wanted:
             continue
-        for m in pattern.regex.finditer(text):
+        for m in pattern.regex.finditer(sents.low):
             start, end = m.span()
             if pattern.kind == NORMAL:
                 # The pattern may hold its own "no" ("no acute disease"); only context before it counts.
@@ -94,14 +94,14 @@ def _find_hits(text: str, sents: Sentences, concepts: dict[str, tuple[str, ...]]
                     continue
                 value = NEGATIVE
             else:
-                head = text.rfind(" ", start, end) + 1 or start
+                head = sents.low.rfind(" ", start, end) + 1 or start
                 value = sents.classify(start, end, max(head, start))
             sentence = sents.index(start)
             hits.extend(_Hit(c, start, end, value, sentence) for c in wanted)
     return hits
 
 
-def _assign_locations(text: str, sents: Sentences, hits: list[_Hit]) -> None:
+def _assign_locations(sents: Sentences, hits: list[_Hit]) -> None:
     """Give each location phrase to the nearest positive/uncertain hit of its sentence."""
     active = [h for h in hits if h.value != NEGATIVE]
     if not active:
@@ -110,7 +110,7 @@ def _assign_locations(text: str, sents: Sentences, hits: list[_Hit]) -> None:
     for h in active:
         by_sentence.setdefault(h.sentence, []).append(h)
     sentence_locations: dict[int, list] = {}
-    for m in ZONE_PATTERN.finditer(text):
+    for m in ZONE_PATTERN.finditer(sents.low):
         i = sents.index(m.start())
         candidates = by_sentence.get(i)
         if not candidates:
@@ -139,8 +139,8 @@ def label_report(text: str | None, observations: str | list[str] | tuple[str, ..
     concepts = _setup(names)
     text = text or ""
     sents = Sentences(text)
-    hits = _find_hits(text, sents, concepts)
-    _assign_locations(text, sents, hits)
+    hits = _find_hits(sents, concepts)
+    _assign_locations(sents, hits)
 
     values: dict[str, int | None] = {n: None for n in names}
     zone_sets: dict[str, set[str]] = {n: set() for n in names}

@@ -119,7 +119,9 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("effusion", "pneumothorax"), NORMAL, r"pleural\s+spaces?\s+(?:are\s+|is\s+)?(?:clear|normal|unremarkable)"),
     (("pleural_other",), FINDING, r"pleural\s+(?:thickening|plaques?|scar\w*|calcifications?|based\s+(?:opacit\w+|densit\w+))"
                                   r"|pleural[\s-]+parenchymal\s+(?:scar\w*|thickening|changes?)|pleuroparenchymal|fibrothorax"
-                                  r"|thickened\s+pleura|(?:apical\s+)?pleural\s+cap\w*|thickening\s+of\s+the\s+pleura"),
+                                  r"|thickened\s+pleura|(?:apical\s+)?pleural\s+cap\w*|thickening\s+of\s+the\s+pleura"
+                                  r"|(?:fissural|fissure)\s+thickening|thickened\s+(?:\w+\s+)?fissures?"
+                                  r"|(?:scarring|thickening)\s+(?:(?:at|of|in)\s+)?(?:the\s+)?(?:\w+\s+)?costophrenic"),
     # --- bones and devices
     (("fracture",), FINDING, r"fractur\w*|fracure\w*|fratcure\w*|fx"),
     (("device",), FINDING, r"pace(?:maker|r)s?|(?:a)?icd|defibrillator|(?:picc|central(?:\s+venous)?|venous|arterial|ij"
@@ -153,7 +155,7 @@ class Pattern:
 
 
 PATTERNS: tuple[Pattern, ...] = tuple(
-    Pattern(concepts, kind, re.compile(rf"\b(?:{body})\b", re.IGNORECASE)) for concepts, kind, body in _ENTRIES
+    Pattern(concepts, kind, re.compile(rf"\b(?:{body})\b")) for concepts, kind, body in _ENTRIES
 )
 
 

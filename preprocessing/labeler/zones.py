@@ -59,7 +59,6 @@ ZONE_PATTERN = re.compile(
     r"|right|left|bilateral(?:ly)?"
     r"|(?:superior\s+|anterior\s+)?mediastin(?:um|al)|paratracheal"
     r")\b",
-    re.IGNORECASE,
 )
 
 
