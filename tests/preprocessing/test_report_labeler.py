@@ -1,0 +1,214 @@
+"""Report labeler: negation, uncertainty, conflicts, zones, No Finding, redactions, evidence, JSONL CLI,
+and agreement with the manual IU X-ray codes (skipped without ../shared)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from multimodal.cli import main as mmdx
+from preprocessing.iu_codes import code_observations, evaluate_agreement, split_of, study_truth
+from preprocessing.report_labeler import label_jsonl, label_report
+
+IU_DEV = Path(__file__).parents[2] / "../shared/data/iu_xray_reports/reports_dev.jsonl"
+
+
+def values(text: str, observations="chexpert") -> dict:
+    """Only the mentioned observations' values."""
+    return {k: v for k, v in label_report(text, observations).values.items() if v is not None}
+
+
+@pytest.mark.parametrize("text, observation", [
+    ("There is no pneumothorax.", "Pneumothorax"),
+    ("No focal consolidation, pleural effusion, or pneumothorax.", "Pneumothorax"),
+    ("The lungs are without focal consolidation.", "Consolidation"),
+    ("Negative for pleural effusion.", "Pleural Effusion"),
+    ("The previously seen right effusion has resolved.", "Pleural Effusion"),
+    ("Pneumothorax is not seen.", "Pneumothorax"),
+    ("There are no XXXX of a pleural effusion.", "Pleural Effusion"),
+    ("No evidence of pneumonia.", "Pneumonia"),
+    ("The heart is not enlarged.", "Cardiomegaly"),
+    ("Interval removal of the right chest tube.", "Support Devices"),
+    ("No focal air space opacity to suggest a pneumonia.", "Pneumonia"),
+])
+def test_negated_mentions_are_zero(text, observation):
+    assert values(text)[observation] == 0
+
+
+@pytest.mark.parametrize("text, observation", [
+    ("Left basilar opacity may represent atelectasis.", "Atelectasis"),
+    ("Pneumonia cannot be excluded.", "Pneumonia"),
+    ("Cannot exclude a small right pleural effusion.", "Pleural Effusion"),
+    ("Findings are suggestive of mild pulmonary edema.", "Edema"),
+    ("Question of a small left apical pneumothorax.", "Pneumothorax"),
+    ("Right lower lobe atelectasis versus pneumonia.", "Atelectasis"),
+    ("Right lower lobe atelectasis versus pneumonia.", "Pneumonia"),
+    ("Opacity concerning for pneumonia.", "Pneumonia"),
+    ("Possible small left effusion.", "Pleural Effusion"),
+])
+def test_hedged_mentions_are_uncertain(text, observation):
+    assert values(text)[observation] == -1
+
+
+@pytest.mark.parametrize("text, observation", [
+    ("Stable cardiomegaly.", "Cardiomegaly"),
+    ("No change in the small bilateral pleural effusions.", "Pleural Effusion"),
+    ("The heart is mildly enlarged.", "Cardiomegaly"),
+    ("Borderline cardiomegaly.", "Cardiomegaly"),
+    ("Bibasilar atelectasis, likely chronic.", "Atelectasis"),
+    ("Right PICC tip in the SVC.", "Support Devices"),
+    ("Healed left rib fractures.", "Fracture"),
+    ("Calcified pleural plaques.", "Pleural Other"),
+])
+def test_plain_mentions_are_positive(text, observation):
+    assert values(text)[observation] == 1
+
+
+def test_scope_ends_at_a_terminator_and_at_the_sentence():
+    got = values("No pleural effusion, but there is a small right pneumothorax. Mild cardiomegaly.")
+    assert got["Pleural Effusion"] == 0 and got["Pneumothorax"] == 1 and got["Cardiomegaly"] == 1
+
+
+def test_normal_statements_give_negatives():
+    got = values("Heart size normal. Lungs are clear. No acute cardiopulmonary abnormality.")
+    assert got["Cardiomegaly"] == 0
+    assert got["Lung Opacity"] == got["Consolidation"] == got["Edema"] == 0
+    assert got["Pneumothorax"] == got["Pleural Effusion"] == 0
+    assert got["No Finding"] == 1
+    assert "Fracture" not in got  # never mentioned: unknown, not negative
+
+
+def test_heart_size_at_upper_limits_of_normal_is_normal():
+    assert values("Heart size is at the upper limits of normal.")["Cardiomegaly"] == 0
+
+
+def test_conflicting_mentions_follow_chexpert_priority():
+    # positive beats uncertain beats negative, whatever the order
+    assert values("No effusion on the left. Small right pleural effusion.")["Pleural Effusion"] == 1
+    assert values("Possible small effusion. No large pleural effusion.")["Pleural Effusion"] == -1
+    assert values("Heart size is normal. Cardiomegaly cannot be excluded.")["Cardiomegaly"] == -1
+
+
+def test_no_finding_ignores_support_devices_only():
+    assert values("Right IJ catheter tip in the SVC. Lungs are clear.")["No Finding"] == 1
+    assert values("Possible right lower lobe pneumonia.")["No Finding"] == 0
+    assert values("Small left pleural effusion.")["No Finding"] == 0
+    assert values("No pneumothorax.")["No Finding"] == 1
+    assert label_report("").values["No Finding"] is None
+
+
+@pytest.mark.parametrize("text, observation, zones", [
+    ("Left lower lobe consolidation.", "Consolidation", ["left_lower"]),
+    ("Bibasilar atelectasis.", "Atelectasis", ["right_lower", "left_lower"]),
+    ("Opacities in the right upper and middle lobes.", "Lung Opacity", ["right_upper", "right_middle"]),
+    ("Lingular scarring.", "Lung Opacity", ["left_middle"]),
+    ("Retrocardiac opacity.", "Lung Opacity", ["left_lower", "cardiac"]),
+    ("Bilateral perihilar opacities.", "Lung Opacity", ["right_middle", "left_middle"]),
+    ("Small bilateral pleural effusions.", "Pleural Effusion", ["right_lower", "left_lower"]),
+    ("Small right pleural effusion.", "Pleural Effusion", ["right_lower"]),
+    ("Biapical pleural thickening.", "Pleural Other", ["right_upper", "left_upper"]),
+    ("Blunting of the left costophrenic angle with pleural thickening.", "Pleural Other", ["left_lower"]),
+    ("Mild cardiomegaly.", "Cardiomegaly", ["cardiac"]),
+    ("Opacity at the base of the left lung.", "Lung Opacity", ["left_lower"]),
+])
+def test_zones_of_positive_mentions(text, observation, zones):
+    assert label_report(text).zones[observation] == zones
+
+
+def test_each_location_goes_to_the_nearest_finding():
+    labels = label_report("Left lower lobe consolidation and right apical pneumothorax.")
+    assert labels.zones["Consolidation"] == ["left_lower"]
+    assert labels.zones["Pneumothorax"] == ["right_upper"]
+
+
+def test_negated_findings_get_no_zones():
+    assert label_report("No left pleural effusion.").zones["Pleural Effusion"] == []
+
+
+def test_redactions_do_not_break_sentences_or_mentions():
+    text = "XXXX XXXX. The heart is XXXX enlarged.There is XXXX left basilar atelectasis. No XXXX pneumothorax."
+    labels = label_report(text)
+    assert labels.values["Cardiomegaly"] == 1
+    assert labels.values["Atelectasis"] == 1 and labels.zones["Atelectasis"] == ["left_lower"]
+    assert labels.values["Pneumothorax"] == 0
+    assert {m.sentence for m in labels.evidence["Atelectasis"]} == {2}
+
+
+def test_evidence_offsets_point_at_the_text():
+    text = "Comparison XXXX. Mild cardiomegaly.\nNo PLEURAL EFFUSION. Possible pneumonia."
+    labels = label_report(text)
+    for mentions in labels.evidence.values():
+        for m in mentions:
+            assert text[m.start:m.end] == m.text
+    (effusion,) = labels.evidence["Pleural Effusion"]
+    assert effusion.text == "EFFUSION" and effusion.value == 0
+    assert json.loads(json.dumps(labels.to_dict()))["evidence"]["Pneumonia"][0]["value"] == -1
+
+
+def test_other_vocabularies():
+    text = "Small right pleural effusion. Left upper lobe nodule. Emphysema. Small hiatal hernia."
+    nih = values(text, "nih")
+    assert nih == {"Effusion": 1, "Nodule": 1, "Emphysema": 1, "Hernia": 1}
+    phantom = values(text, "phantom")
+    assert phantom == {"Pleural Effusion": 1, "Lung Lesion": 1}
+    assert values("Right lung mass.", ["Mass", "Nodule"]) == {"Mass": 1}
+
+
+def test_cli_label_writes_one_line_per_input_line(tmp_path, monkeypatch):
+    src = tmp_path / "reports.jsonl"
+    src.write_text("\n".join([
+        json.dumps({"uid": 7, "findings": "Mild cardiomegaly.", "impression": "No pneumothorax."}),
+        "{not json",
+        json.dumps({"study_id": "s2", "findings": None, "impression": "Normal chest."}),
+        json.dumps(["a list"]),
+    ]) + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert mmdx(["label", "--input", "reports.jsonl", "--out", "out/labels.jsonl"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "out/labels.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3, 4]
+    assert rows[0]["id"] == 7 and rows[0]["values"]["Cardiomegaly"] == 1 and rows[0]["values"]["Pneumothorax"] == 0
+    assert rows[0]["text"][rows[0]["evidence"]["Cardiomegaly"][0]["start"]:].startswith("cardiomegaly")
+    assert rows[1]["id"] is None and "invalid JSON" in rows[1]["error"]
+    assert rows[2]["id"] == "s2" and rows[2]["values"]["No Finding"] == 1
+    assert "error" in rows[3]
+
+
+def test_label_jsonl_id_field_and_observations(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"accession": "A1", "id": "x", "text": "Left effusion."}) + "\n")
+    n = label_jsonl(src, tmp_path / "o.jsonl", fields=["text"], id_field="accession", observations="nih")
+    row = json.loads((tmp_path / "o.jsonl").read_text())
+    assert n == 1 and row["id"] == "A1" and row["values"]["Effusion"] == 1
+
+
+def test_cli_label_reports_missing_input_and_unknown_vocabulary(tmp_path, capsys):
+    assert mmdx(["label", "--input", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert "nope.jsonl" in capsys.readouterr().err
+    (tmp_path / "a.jsonl").write_text("{}\n")
+    assert mmdx(["label", "--input", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "o.jsonl"),
+                 "--observations", "bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err
+
+
+def test_iu_code_mapping():
+    assert code_observations("Opacity/lung/base/left/mild") == [("Lung Opacity", ["left_lower"])]
+    assert code_observations("Pleural Effusion/bilateral") == [("Pleural Effusion", ["right_lower", "left_lower"])]
+    assert code_observations("Opacity/ribs/right") == []
+    assert code_observations("Cicatrix/pleura/apex/left") == [("Pleural Other", ["left_upper"])]
+    assert study_truth(["Aorta/tortuous"]).positives == {"No Finding"}
+    assert study_truth(["Catheters, Indwelling/right"]).positives == {"Support Devices", "No Finding"}
+    assert study_truth(["No Indexing"]) is None
+    assert {split_of(u) for u in range(50)} == {"tune", "heldout"}
+
+
+def test_agreement_with_iu_codes_on_held_out_reports():
+    if not IU_DEV.is_file():
+        pytest.skip("../shared/data/iu_xray_reports is absent")
+    rows = [json.loads(line) for line in IU_DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
+    heldout = [r for r in rows if split_of(r["uid"]) == "heldout"]
+    result = evaluate_agreement(heldout)
+    assert result["reports"] > 800
+    assert result["macro_f1"] >= 0.85, result["observations"]
+    assert result["zone_jaccard"] >= 0.80
