@@ -43,18 +43,20 @@ def main() -> None:
     a = ap.parse_args()
     texts, source = load_texts()
     label_report(texts[0])  # compile the regexes outside the timing
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(a.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for t in texts:
             label_report(t)
         rates.append(len(texts) / (time.perf_counter() - t0))
+        cpu_rates.append(len(texts) / (time.process_time() - c0))
     chars = sum(len(t) for t in texts) / len(texts)
-    print("| source | reports | mean chars | best reports/s | median reports/s |\n|---|---|---|---|---|")
-    print(f"| {source} | {len(texts)} | {chars:.0f} | {max(rates):.0f} | {sorted(rates)[len(rates) // 2]:.0f} |")
+    # Wall-clock rates suffer when other processes share the core; CPU-time rates show one core's speed.
+    print("| source | reports | mean chars | best reports/s (wall) | best reports/s (CPU time) |\n|---|---|---|---|---|")
+    print(f"| {source} | {len(texts)} | {chars:.0f} | {max(rates):.0f} | {max(cpu_rates):.0f} |")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps({"source": source, "reports": len(texts), "mean_chars": chars,
-                                  "reports_per_s": rates}, indent=2))
+                                  "reports_per_s_wall": rates, "reports_per_s_cpu": cpu_rates}, indent=2))
 
 
 if __name__ == "__main__":
