@@ -21,6 +21,7 @@ The same seed writes identical files byte for byte. See ``docs/data.md``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,6 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
-    generate_uid,
 )
 from scipy.ndimage import gaussian_filter
 from scipy.special import expit
@@ -105,10 +105,11 @@ HINT_PROBABILITY = 0.2
 
 @dataclass
 class _Planted:
-    """One planted finding: its zone, its pixels on the frontal canvas and words for the text."""
+    """One planted finding: its zone, how much of it each canvas pixel holds (float [n, n], its box
+    is where this reaches half its peak) and words for the text."""
 
     zone: str
-    mask: np.ndarray
+    weight: np.ndarray
     words: dict[str, str] = field(default_factory=dict)
 
 
@@ -219,7 +220,7 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
         aerated = aerated * (1.0 - space)
         line = np.clip(1.0 - np.abs(edge - 1.0) * (0.165 - gap) * n / 1.0, 0, 1) * apex * lung
         image = image + 0.30 * line
-        planted["Pneumothorax"] = _Planted(f"{side}_upper", space > 0.5, {"side": side})
+        planted["Pneumothorax"] = _Planted(f"{side}_upper", space, {"side": side})
 
     image = image * (1.0 - lungs) + (0.13 + markings * aerated) * lungs
     image = image - 0.10 * (lungs - aerated)
@@ -235,7 +236,7 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
     heart = cv.soft(cv.ellipse(cx, cy, rx, ry), size=rx)
     image = np.maximum(image, 0.66 * heart + image * (1 - heart))
     if enlarged:
-        planted["Cardiomegaly"] = _Planted("cardiac", heart > 0.5)
+        planted["Cardiomegaly"] = _Planted("cardiac", heart)
 
     if present["Pleural Effusion"]:
         side = "right" if rng.random() < 0.5 else "left"
@@ -247,7 +248,7 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
         lung = right_lung if side == "right" else left_lung
         fluid = lung * expit((cv.y - meniscus) * (n / 2.0))
         image = image * (1.0 - fluid) + 0.58 * fluid
-        planted["Pleural Effusion"] = _Planted(f"{side}_lower", fluid > 0.5, {"side": side, "size": size})
+        planted["Pleural Effusion"] = _Planted(f"{side}_lower", fluid, {"side": side, "size": size})
 
     lesion_zone = None
     if present["Lung Lesion"]:
@@ -257,7 +258,7 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
         blob = cv.soft(cv.ellipse(lx, ly, radius, radius), edge_px=0.8, size=radius)
         image = image + 0.40 * blob
         kind = "nodule" if radius < 0.038 else "mass"
-        planted["Lung Lesion"] = _Planted(lesion_zone, blob > 0.5, {"kind": kind, "where": ZONE_PHRASES[lesion_zone]})
+        planted["Lung Lesion"] = _Planted(lesion_zone, blob, {"kind": kind, "where": ZONE_PHRASES[lesion_zone]})
 
     if present["Consolidation"]:
         zones = [z for z in LUNG_ZONES if z != lesion_zone]
@@ -271,7 +272,7 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
         mottle = 0.75 + 0.25 * gaussian_filter(rng.random((n, n)).astype(np.float32), sigma=max(n / 128, 0.6))
         opacity = np.clip(1.6 * patch - 0.3, 0, 1) * mottle * lungs
         image = image + 0.30 * opacity
-        planted["Consolidation"] = _Planted(zone, opacity > 0.25, {"where": ZONE_PHRASES[zone]})
+        planted["Consolidation"] = _Planted(zone, opacity, {"where": ZONE_PHRASES[zone]})
 
     image = image + 0.10 * _ribs(cv) * body
     return image.astype(np.float32), planted
@@ -417,8 +418,10 @@ def write_phantom_dataset(out: str | Path, studies: int = 200, seed: int = 0, si
 
 
 def _uid(seed: int, index: int, *parts: str) -> str:
-    """A UID (2.25 root) derived from the seed, the study and ``parts``, so reruns give the same UIDs."""
-    return generate_uid(prefix=None, entropy_srcs=["mmdx-phantom", str(seed), str(index), *parts])
+    """A UUID-derived UID (root 2.25, PS3.5 B.2) hashed from the seed, the study and ``parts``,
+    so reruns give the same UIDs."""
+    digest = hashlib.sha256("|".join(["mmdx-phantom", str(seed), str(index), *parts]).encode()).digest()
+    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
 
 
 def _write_study(out: Path, index: int, seed: int, size: int, split: str) -> StudyRecord:
@@ -458,7 +461,8 @@ def _write_study(out: Path, index: int, seed: int, size: int, split: str) -> Stu
 
     boxes = []
     for label, finding in planted.items():
-        rows, cols = np.nonzero(finding.mask[:, crop:crop + width])
+        weight = finding.weight[:, crop:crop + width]
+        rows, cols = np.nonzero(weight >= 0.5 * weight.max())
         x0, y0 = int(cols.min()), int(rows.min())
         boxes.append(Box(label=label, xywh=(x0, y0, int(cols.max()) - x0 + 1, int(rows.max()) - y0 + 1)))
     return StudyRecord(
