@@ -1,0 +1,206 @@
+"""MultimodalModel end to end on tiny configs: masks, views, save/load, pretrained text, LoRA, training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from multimodal.models import MultimodalConfig, MultimodalModel
+from preprocessing.text import default_text_encoder_path
+
+SIZE = 64
+TINY = dict(observations="phantom", image_size=SIZE, patch_size=16, image_hidden=64, image_layers=1, image_heads=4,
+            image_mlp_dim=128, text_layers=1, text_max_length=16, fusion_layers=1, fusion_heads=4, fusion_hidden=64,
+            decoder_layers=1, decoder_max_length=12, dropout=0.0)
+
+
+def tiny_config(**overrides) -> MultimodalConfig:
+    return MultimodalConfig(**{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def model() -> MultimodalModel:
+    torch.manual_seed(0)
+    return MultimodalModel.from_config(tiny_config()).eval()
+
+
+def make_inputs(model, texts, views=1, max_length=None, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    padding = "max_length" if max_length else "longest"
+    text = model.tokenizer(texts, padding=padding, max_length=max_length, truncation=True, return_tensors="pt")
+    b = len(texts)
+    return {
+        "pixel_values": torch.randn(b, views, 1, SIZE, SIZE, generator=generator),
+        "view_mask": torch.ones(b, views, dtype=torch.bool),
+        "input_ids": text.input_ids,
+        "attention_mask": text.attention_mask,
+    }
+
+
+@torch.no_grad()
+def outputs(model, inputs):
+    out = model(**inputs)
+    return out.logits, out.heatmaps, out.zone_logits
+
+
+def test_output_shapes_and_mil_consistency(model):
+    inputs = make_inputs(model, ["chest pain", "fever and cough for two days"], views=2)
+    out = model(**inputs)
+    b, d, (h, w) = 2, len(model.config.observations), model.grid_size
+    assert (h, w) == (SIZE // 16, SIZE // 16)
+    assert out.logits.shape == out.probs.shape == (b, d)
+    assert out.heatmaps.shape == (b, d, h, w)
+    assert out.zone_logits.shape == out.zone_probs.shape == (b, d, len(model.config.zones))
+    assert out.fused_image.shape == (b, 2 * h * w, 64) and out.image_mask.shape == (b, 2 * h * w)
+    assert out.fused_text.shape == (b, inputs["input_ids"].shape[1], 64)
+    assert out.loss is None and out.losses == {}
+    # "whether" is the MIL (log-mean-exp) pool of "where": the heat map decides the logit.
+    r = model.config.mil_r
+    pooled = (torch.logsumexp(r * out.heatmaps.flatten(2), -1) - math.log(h * w)) / r
+    torch.testing.assert_close(out.logits, pooled)
+
+
+def test_padded_text_tokens_change_nothing(model):
+    texts = ["small effusion", "no prior"]
+    short, padded = make_inputs(model, texts, max_length=8), make_inputs(model, texts, max_length=16)
+    assert padded["attention_mask"].shape[1] == 16 and not padded["attention_mask"][:, -1].any()
+    for a, b in zip(outputs(model, short), outputs(model, padded)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_empty_text_is_cls_sep_and_scores(model):
+    inputs = make_inputs(model, [""])
+    assert inputs["input_ids"].tolist() == [[model.tokenizer.cls_token_id, model.tokenizer.sep_token_id]]
+    logits, heatmaps, zones = outputs(model, inputs)
+    assert torch.isfinite(logits).all() and torch.isfinite(heatmaps).all() and torch.isfinite(zones).all()
+
+
+def test_missing_view_is_never_seen_but_a_present_one_counts(model):
+    inputs = make_inputs(model, ["cough", "cough"], views=2)
+    inputs["view_mask"] = torch.tensor([[True, False], [True, False]])
+    changed = {**inputs, "pixel_values": inputs["pixel_values"].clone()}
+    changed["pixel_values"][:, 1] = torch.randn(2, 1, SIZE, SIZE)
+    for a, b in zip(outputs(model, inputs), outputs(model, changed)):
+        torch.testing.assert_close(a, b)
+    both = {**changed, "view_mask": torch.ones(2, 2, dtype=torch.bool)}
+    assert not torch.allclose(outputs(model, inputs)[0], outputs(model, both)[0])
+
+
+def test_cross_attention_never_lands_on_padding_or_missing_views(model):
+    inputs = make_inputs(model, ["effusion", "a much longer indication text"], views=2)
+    inputs["view_mask"] = torch.tensor([[True, False], [True, True]])
+    with torch.no_grad():
+        out = model(**inputs, output_attentions=True)
+    n = model.grid_size[0] * model.grid_size[1]
+    text_to_image = out.cross_attentions["text_to_image"][0]  # [B, heads, T, 2n]
+    image_to_text = out.cross_attentions["image_to_text"][0]  # [B, heads, 2n, T]
+    assert text_to_image[0, :, :, n:].abs().max() == 0
+    pad = ~inputs["attention_mask"][0].bool()
+    assert pad.any() and image_to_text[0][..., pad].abs().max() == 0
+
+
+def test_generate_findings_greedy_and_beam(model):
+    inputs = make_inputs(model, ["cough", ""])
+    greedy = model.generate_findings(**inputs, max_new_tokens=4)
+    beam = model.generate_findings(**inputs, num_beams=2, max_new_tokens=4, no_repeat_ngram_size=2,
+                                   length_penalty=0.8)
+    for texts in (greedy, beam):
+        assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    assert greedy[0]  # an untrained decoder still emits word pieces
+
+
+def test_save_load_round_trip_without_original_weights(model, tmp_path, monkeypatch):
+    model.save_pretrained(tmp_path)
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in tmp_path.iterdir()}
+
+    import transformers
+
+    def no_pretrained(*args, **kwargs):
+        raise AssertionError("from_pretrained must not load the original text encoder")
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", no_pretrained)
+    loaded = MultimodalModel.from_pretrained(tmp_path, device="cpu")
+    assert not loaded.training
+    inputs = make_inputs(model, ["left basal opacity", ""], views=2)
+    for a, b in zip(outputs(model, inputs), outputs(loaded, inputs)):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert loaded.generate_findings(**inputs, max_new_tokens=4) == model.generate_findings(**inputs, max_new_tokens=4)
+
+
+def test_pretrained_minilm_weights_are_loaded(model):
+    from transformers import AutoModel
+
+    packaged = AutoModel.from_pretrained(str(default_text_encoder_path())).eval()
+    random_init = MultimodalModel.from_config(tiny_config(), load_pretrained=False).eval()
+    ids = make_inputs(model, ["right upper lobe pneumonia"])["input_ids"]
+    with torch.no_grad():
+        ours, reference, fresh = (m.embeddings(ids) for m in (model.text_encoder, packaged, random_init.text_encoder))
+    torch.testing.assert_close(ours, reference)
+    assert not torch.allclose(ours, fresh)
+    assert len(model.text_encoder.encoder.layer) == 1
+    # The findings decoder starts from the same word embeddings.
+    torch.testing.assert_close(model.decoder.lm.bert.embeddings.word_embeddings.weight,
+                               packaged.embeddings.word_embeddings.weight)
+
+
+def test_lora_trains_only_adapters_and_round_trips(tmp_path):
+    model = MultimodalModel.from_config(tiny_config(lora_text={"r": 2}, lora_image={"r": 2}))
+    for encoder in (model.text_encoder, model.image_encoder):
+        trainable = [n for n, p in encoder.named_parameters() if p.requires_grad]
+        assert trainable and all("lora_" in n for n in trainable)
+    assert all(p.requires_grad for p in model.fusion.parameters())
+    model.save_pretrained(tmp_path)
+    loaded = MultimodalModel.from_pretrained(tmp_path)
+    inputs = make_inputs(model, ["cough"])
+    for a, b in zip(outputs(model.eval(), inputs), outputs(loaded, inputs)):
+        torch.testing.assert_close(a, b)
+
+
+def test_freezing_by_layers_and_all():
+    model = MultimodalModel.from_config(tiny_config(text_layers=2, freeze_text=1, freeze_image="all"),
+                                        load_pretrained=False)
+    layers = model.text_encoder.encoder.layer
+    assert not any(p.requires_grad for p in model.text_encoder.embeddings.parameters())
+    assert not any(p.requires_grad for p in layers[0].parameters())
+    assert all(p.requires_grad for p in layers[1].parameters())
+    assert not any(p.requires_grad for p in model.image_encoder.parameters())
+    assert all(p.requires_grad for p in model.heads.parameters())
+
+
+@pytest.mark.parametrize("backbone", ["timm:test_vit", "timm:test_resnet"])
+def test_timm_backbones_give_patch_tokens(backbone):
+    model = MultimodalModel.from_config(tiny_config(image_encoder=backbone), load_pretrained=False).eval()
+    h, w = model.grid_size
+    logits, heatmaps, _ = outputs(model, make_inputs(model, ["cough"], views=2))
+    assert logits.shape == (1, 5) and heatmaps.shape == (1, 5, h, w) and h * w > 1
+
+
+def test_a_few_steps_drive_the_losses_down():
+    torch.manual_seed(0)
+    # A frozen text encoder keeps the step cheap; the decoder's 30k-word embedding still trains.
+    model = MultimodalModel.from_config(tiny_config(freeze_text="all")).train()
+    inputs = make_inputs(model, ["cough and fever", "follow up", "", "trauma"], views=2, seed=1)
+    inputs["view_mask"][2, 1] = False
+    d, (h, w) = 5, model.grid_size
+    labels = torch.tensor([[1, 0, 0, 1, 0], [0, 1, 0, 0, -1], [0, 0, 0, 0, 0], [1, 0, 1, 0, 0]], dtype=torch.float)
+    region = torch.zeros(4, d, h, w)
+    region[0, 0, 1:3, 1:3] = 1
+    region[3, 2, 2:, :2] = 1
+    findings = model.tokenizer(["enlarged heart.", "small effusion.", "normal.", "left lower nodule."],
+                               padding=True, return_tensors="pt")
+    targets = dict(labels=labels, region_targets=region, region_mask=region.flatten(2).amax(-1) > 0,
+                   zone_targets=torch.zeros(4, d, 8), zone_mask=labels == 0,
+                   findings_ids=findings.input_ids, findings_mask=findings.attention_mask)
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    history = []
+    for _ in range(6):
+        out = model(**inputs, **targets)
+        optimiser.zero_grad()
+        out.loss.backward()
+        optimiser.step()
+        history.append({k: v.item() for k, v in out.losses.items()})
+    assert set(history[0]) == {"classification", "region", "zone", "findings"}
+    for name in ("classification", "region", "findings"):
+        assert history[-1][name] < 0.7 * history[0][name], (name, history[0][name], history[-1][name])
