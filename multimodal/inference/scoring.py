@@ -38,7 +38,7 @@ from pathlib import Path
 
 from multimodal.inference.results import JsonlLog, convert_log, read_jsonl, safe_file_stem, write_heatmaps
 from multimodal.inference.sources import InputError, StudyInput, discover_studies, shard
-from preprocessing.errors import ConfigError, ImageReadError
+from preprocessing.errors import ConfigError, ImageReadError, MmdxError
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,20 @@ def _new_pool(workers: int) -> cf.ProcessPoolExecutor:
     context = mp.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(["multimodal.inference.predictor"])
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+    # A pool that cannot run a no-op cannot decode anything: that is a broken setup, not a bad
+    # file, and must stop the run instead of failing every study one by one.
+    try:
+        pool.submit(_ping).result()
+    except BrokenProcessPool as err:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise MmdxError("decode worker processes cannot start (see the error above); "
+                        "rerun with workers=0 to decode in this process") from err
+    return pool
+
+
+def _ping() -> bool:
+    return True
 
 
 def _init_worker() -> None:

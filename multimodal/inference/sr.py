@@ -83,7 +83,8 @@ def to_structured_report(result: StudyResult, source_datasets: Sequence[Dataset]
         groups.extend(_region_groups(obs_name, result, algorithm, region_source, geometry))
 
     report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=PROCEDURE,
-                                     imaging_measurements=groups, referenced_images=list(source_datasets))
+                                     imaging_measurements=groups,
+                                     referenced_images=source_datasets if _describable(source_datasets) else None)
     if result.findings:
         report[0].ContentSequence.append(_findings_container(result.findings))
     sr = hd.sr.ComprehensiveSR(
@@ -97,6 +98,12 @@ def to_structured_report(result: StudyResult, source_datasets: Sequence[Dataset]
     scheme.CodingSchemeName = "mmdx observations and zones"
     scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
     return sr
+
+
+def _describable(datasets: Sequence[Dataset]) -> bool:
+    """Whether highdicom can describe the images in an image library (TID 1600): projection
+    radiographs need Patient Orientation and Imager Pixel Spacing, which many files lack."""
+    return all(len(ds.get("PatientOrientation") or []) == 2 and ds.get("ImagerPixelSpacing") for ds in datasets)
 
 
 def _valid_header(ds: Dataset) -> Dataset:

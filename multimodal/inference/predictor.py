@@ -1,0 +1,302 @@
+"""The Python API: :class:`Predictor` loads a saved model once and turns studies into :class:`StudyResult`.
+
+Work is split in two so that batch scoring can run the first half in worker processes:
+
+* :func:`prepare_study` (CPU, picklable, no model): read each view with resolution-aware decoding
+  (``target_size = config.image_size``), letterbox + normalise it, and record where the model's
+  square frame lies in the source image → :class:`PreparedStudy`;
+* :meth:`Predictor.run_batch`: stack prepared studies, tokenise their text, one forward pass (and
+  optionally findings generation), then turn probabilities, zone probabilities and heat maps into
+  decisions, zones and peak coordinates in source pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydicom import Dataset
+
+from multimodal.inference.results import ObservationResult, Peak, SourceImage, StudyResult, write_heatmaps
+from multimodal.inference.sources import StudyInput
+from preprocessing.dicom import read_radiograph
+from preprocessing.errors import ConfigError, ImageReadError
+from preprocessing.radiograph import Radiograph
+from preprocessing.text import normalize_text
+from preprocessing.transforms import IMAGE_MEAN, IMAGE_STD, LetterboxGeometry, build_image_transforms
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# A zone is reported for a positive observation when its zone probability exceeds this; when
+# none does, the single most likely zone is reported.
+ZONE_THRESHOLD = 0.5
+
+View = str | os.PathLike | Dataset | np.ndarray
+
+
+@dataclass
+class PreparedStudy:
+    """A study ready for the model: views letterboxed and normalised, plus what the result needs.
+
+    ``pixel_values`` is float32 ``[V, 1, S, S]`` (normalised with IMAGE_MEAN/IMAGE_STD, frontal
+    first); ``headers`` holds the DICOM headers (no pixel data) when asked for (SR writing).
+    ``timings_ms`` has ``decode`` and ``preprocess`` in milliseconds.
+    """
+
+    study_id: str
+    pixel_values: np.ndarray
+    sources: list[SourceImage]
+    text: str = ""
+    study_instance_uid: str | None = None
+    headers: list[Dataset] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def display_images(self) -> list[np.ndarray]:
+        """The views as the model saw them, float ``[S, S]`` in [0, 1] (for overlays)."""
+        return [np.clip(v[0] * IMAGE_STD + IMAGE_MEAN, 0.0, 1.0) for v in self.pixel_values]
+
+
+def prepare_study(study: StudyInput, image_size: int, max_views: int, keep_headers: bool = False,
+                  fault_inject: str | None = None) -> PreparedStudy:
+    """Decode and preprocess the first ``max_views`` files of ``study`` (see module docstring).
+
+    Raises :class:`~preprocessing.errors.ImageReadError` naming the file that failed.
+    ``fault_inject`` is a test hook: a file name matching this glob aborts the process, as a
+    crashing native decoder would.
+    """
+    if not study.paths:
+        raise ImageReadError(study.study_id, "the study has no image files")
+    if fault_inject and any(fnmatch(Path(p).name, fault_inject) for p in study.paths):
+        os.abort()
+    views = [_read_view(path, image_size) for path in study.paths[:max_views]]
+    return _prepared(study.study_id, views, image_size, study.text, study.study_instance_uid, keep_headers)
+
+
+def _read_view(view: View, image_size: int) -> tuple[Radiograph, float]:
+    """A view as a :class:`Radiograph` and its decode time in ms."""
+    t0 = time.perf_counter()
+    if isinstance(view, np.ndarray):
+        radiograph = radiograph_from_array(view)
+    else:
+        radiograph = read_radiograph(view if isinstance(view, Dataset) else Path(view), target_size=image_size)
+    return radiograph, (time.perf_counter() - t0) * 1e3
+
+
+def radiograph_from_array(pixels: np.ndarray) -> Radiograph:
+    """A ``[H, W]`` array in display orientation as a Radiograph: floats must be in [0, 1]; integer
+    arrays are scaled by their own minimum and maximum."""
+    array = np.asarray(pixels)
+    if array.ndim != 2:
+        raise ImageReadError(None, f"an image array must be [H, W] grayscale, got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.integer):
+        lo, hi = float(array.min()), float(array.max())
+        array = (array.astype(np.float32) - lo) / max(hi - lo, 1.0)
+    return Radiograph(pixels=np.clip(array, 0.0, 1.0).astype(np.float32), original_shape=array.shape,
+                      decoded_shape=array.shape)
+
+
+def _prepared(study_id: str | None, views: list[tuple[Radiograph, float]], image_size: int, text: str | None,
+              study_uid: str | None, keep_headers: bool) -> PreparedStudy:
+    transforms = _transforms(image_size)
+    tensors, sources = [], []
+    t0 = time.perf_counter()
+    for radiograph, _ in views:
+        sample = transforms({"image": radiograph.pixels, "original_shape": radiograph.original_shape,
+                             "flips": radiograph.flips})
+        tensors.append(sample["image"].numpy())
+        sources.append(_source_image(radiograph, sample["geometry"]))
+    preprocess_ms = (time.perf_counter() - t0) * 1e3
+    first = views[0][0]
+    study_uid = study_uid or first.study_uid
+    return PreparedStudy(
+        study_id=study_id or study_uid or (Path(first.path).stem if first.path else "study"),
+        pixel_values=np.stack(tensors).astype(np.float32), sources=sources, text=normalize_text(text),
+        study_instance_uid=study_uid,
+        headers=[r.dataset for r, _ in views if r.dataset is not None] if keep_headers else [],
+        timings_ms={"decode": sum(ms for _, ms in views), "preprocess": preprocess_ms})
+
+
+@functools.lru_cache(maxsize=4)
+def _transforms(image_size: int):
+    return build_image_transforms(image_size, train=False)
+
+
+def _source_image(radiograph: Radiograph, geometry: LetterboxGeometry) -> SourceImage:
+    ds = radiograph.dataset
+    rows, cols = geometry.coord_shape
+    return SourceImage(path=radiograph.path, rows=int(rows), columns=int(cols), sop_instance_uid=radiograph.sop_uid,
+                       sop_class_uid=str(ds.SOPClassUID) if ds is not None and "SOPClassUID" in ds else None,
+                       series_instance_uid=radiograph.series_uid, square_to_pixels=square_to_pixels(geometry))
+
+
+def square_to_pixels(geometry: LetterboxGeometry) -> tuple[float, float, float, float]:
+    """The inverse of the letterbox (and display flips): (ax, bx, ay, by) with x = ax * u + bx,
+    y = ay * v + by mapping the model's normalised square (u, v in [0, 1]) to source pixels."""
+    rows, cols = geometry.coord_shape
+    # square px -> displayed px: (s - pad) / scale; displayed px -> source px: * source / displayed.
+    kx = cols / geometry.shape[1] / geometry.scale
+    ky = rows / geometry.shape[0] / geometry.scale
+    ax, bx = geometry.size * kx, -geometry.pad_x * kx
+    ay, by = geometry.size * ky, -geometry.pad_y * ky
+    if geometry.flips[0]:
+        ax, bx = -ax, cols - bx
+    if geometry.flips[1]:
+        ay, by = -ay, rows - by
+    return float(ax), float(bx), float(ay), float(by)
+
+
+class Predictor:
+    """A saved model ready to score studies; build with :meth:`from_pretrained`.
+
+    >>> predictor = Predictor.from_pretrained("runs/demo/train/best")
+    >>> result = predictor.predict(["pa.dcm", "lat.dcm"], text="Cough.")
+    >>> result.observations["Cardiomegaly"].probability
+    """
+
+    def __init__(self, model, device: torch.device, precision: str, model_dir: str | Path | None = None,
+                 num_beams: int = 1):
+        self.model = model.eval()
+        self.config = model.config
+        self.tokenizer = model.tokenizer
+        self.device = device
+        self.precision = precision
+        self.num_beams = num_beams
+        self.model_dir = str(model_dir) if model_dir is not None else None
+        config_json = json.dumps(self.config.to_dict(), sort_keys=True)
+        self.model_info = {"name": self.config.name, "version": self.config.version,
+                           "config_hash": hashlib.sha256(config_json.encode()).hexdigest()[:16]}
+
+    @property
+    def model_name(self) -> str:
+        return self.model_info["name"]
+
+    @property
+    def model_version(self) -> str:
+        return self.model_info["version"]
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, device: str | None = None, precision: str | None = None,
+                        num_beams: int = 1) -> Predictor:
+        """Load ``model_dir`` once. ``device``: None picks CUDA when present, else CPU.
+        ``precision``: ``fp32`` / ``bf16`` / ``fp16`` (autocast); None means bf16 on CUDA, fp32 on CPU.
+        ``num_beams``: beam width of findings generation (1 = greedy)."""
+        from multimodal.models.modeling import MultimodalModel
+
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        precision = precision or ("bf16" if dev.type == "cuda" else "fp32")
+        if precision not in PRECISIONS:
+            raise ConfigError("precision", f"expected one of {list(PRECISIONS)}, got {precision!r}")
+        model = MultimodalModel.from_pretrained(model_dir, device=dev)
+        return cls(model, dev, precision, model_dir=model_dir, num_beams=num_beams)
+
+    def preparer(self, keep_headers: bool = False, fault_inject: str | None = None) -> functools.partial:
+        """:func:`prepare_study` bound to this model's image size (picklable, for worker processes)."""
+        return functools.partial(prepare_study, image_size=self.config.image_size, max_views=self.config.max_views,
+                                 keep_headers=keep_headers, fault_inject=fault_inject)
+
+    def prepare(self, study: View | Sequence[View], text: str | None = None, study_id: str | None = None,
+                keep_headers: bool = True) -> PreparedStudy:
+        """Decode and preprocess one study given as a path, a Dataset, an array, or a list of them."""
+        views = [study] if isinstance(study, (str, os.PathLike, Dataset, np.ndarray)) else list(study)
+        if not views:
+            raise ImageReadError(study_id, "the study has no images")
+        read = [_read_view(v, self.config.image_size) for v in views[: self.config.max_views]]
+        return _prepared(study_id, read, self.config.image_size, text, None, keep_headers)
+
+    def predict(self, study: View | Sequence[View], text: str | None = None, study_id: str | None = None,
+                generate: bool = True, heatmap_dir: str | Path | None = None) -> StudyResult:
+        """Score one study (views frontal first; clinical ``text`` optional) → :class:`StudyResult`.
+
+        With ``heatmap_dir``, writes the heat maps (``.npz``) and PNG overlays of positives there.
+        """
+        prepared = self.prepare(study, text=text, study_id=study_id)
+        result = self.run_batch([prepared], generate=generate)[0]
+        if heatmap_dir is not None:
+            write_heatmaps(result, heatmap_dir, images=prepared.display_images())
+        return result
+
+    def predict_many(self, studies: Sequence[View | Sequence[View]], batch_size: int = 8,
+                     texts: Sequence[str | None] | None = None, generate: bool = True) -> list[StudyResult]:
+        """Score many studies in batches of ``batch_size``; results in input order."""
+        texts = list(texts) if texts is not None else [None] * len(studies)
+        if len(texts) != len(studies):
+            raise ValueError(f"{len(texts)} texts for {len(studies)} studies")
+        results: list[StudyResult] = []
+        for start in range(0, len(studies), batch_size):
+            prepared = [self.prepare(s, text=t) for s, t in
+                        zip(studies[start:start + batch_size], texts[start:start + batch_size])]
+            results.extend(self.run_batch(prepared, generate=generate))
+        return results
+
+    def batch_inputs(self, prepared: Sequence[PreparedStudy]) -> dict[str, torch.Tensor]:
+        """Model keyword arguments for prepared studies: pixel_values ``[B, V, 1, S, S]`` (missing
+        views zero), view_mask ``[B, V]``, input_ids / attention_mask ``[B, T]``."""
+        views = max(p.pixel_values.shape[0] for p in prepared)
+        size = self.config.image_size
+        pixels = np.zeros((len(prepared), views, 1, size, size), dtype=np.float32)
+        view_mask = np.zeros((len(prepared), views), dtype=bool)
+        for i, p in enumerate(prepared):
+            pixels[i, : len(p.pixel_values)] = p.pixel_values
+            view_mask[i, : len(p.pixel_values)] = True
+        tokens = self.tokenizer([p.text for p in prepared], padding=True, truncation=True,
+                                max_length=self.config.text_max_length, return_tensors="pt")
+        batch = {"pixel_values": torch.from_numpy(pixels), "view_mask": torch.from_numpy(view_mask),
+                 "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+    @torch.inference_mode()
+    def run_batch(self, prepared: Sequence[PreparedStudy], generate: bool = True) -> list[StudyResult]:
+        """One forward pass (and findings generation) over prepared studies → results in order."""
+        batch = self.batch_inputs(prepared)
+        t0 = time.perf_counter()
+        with self._autocast():
+            output = self.model(**batch)
+        probs = output.probs.float().cpu().numpy()
+        zone_probs = output.zone_probs.float().cpu().numpy()
+        heatmaps = output.heatmaps.float().sigmoid().cpu().numpy()
+        t1 = time.perf_counter()
+        findings: list[str | None] = [None] * len(prepared)
+        if generate:
+            with self._autocast():
+                findings = self.model.generate_findings(**batch, num_beams=self.num_beams)
+        t2 = time.perf_counter()
+        per_study = {"model": (t1 - t0) * 1e3 / len(prepared), "generate": (t2 - t1) * 1e3 / len(prepared)}
+        return [self._result(p, probs[i], zone_probs[i], heatmaps[i], findings[i], per_study)
+                for i, p in enumerate(prepared)]
+
+    def _result(self, prepared: PreparedStudy, probs: np.ndarray, zone_probs: np.ndarray, heatmaps: np.ndarray,
+                findings: str | None, timings: dict[str, float]) -> StudyResult:
+        """Decisions, zones and peaks of one study. probs ``[D]``, zone_probs ``[D, Z]``, heatmaps ``[D, h, w]``."""
+        zones = self.config.zones
+        h, w = heatmaps.shape[1:]
+        frontal = prepared.sources[0]
+        observations = {}
+        for d, name in enumerate(self.config.observations):
+            threshold = self.config.thresholds[name]
+            positive = bool(probs[d] >= threshold)
+            where: list[str] = []
+            if positive:
+                where = [zones[z] for z in np.flatnonzero(zone_probs[d] > ZONE_THRESHOLD)]
+                where = where or [zones[int(zone_probs[d].argmax())]]
+            row, col = np.unravel_index(int(heatmaps[d].argmax()), (h, w))
+            x, y = frontal.to_pixels((col + 0.5) / w, (row + 0.5) / h)
+            observations[name] = ObservationResult(probability=float(probs[d]), threshold=threshold,
+                                                   positive=positive, zones=where,
+                                                   peak=Peak(x=round(x, 2), y=round(y, 2), view=0))
+        return StudyResult(study_id=prepared.study_id, observations=observations, findings=findings,
+                           study_instance_uid=prepared.study_instance_uid, sources=prepared.sources,
+                           model=dict(self.model_info), timings_ms={**prepared.timings_ms, **timings},
+                           heatmaps=heatmaps.astype(np.float32))

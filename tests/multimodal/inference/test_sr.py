@@ -1,0 +1,70 @@
+"""DICOM Structured Reports: valid per dciodvfy, readable by pydicom and highdicom, same study."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from multimodal.inference.predictor import Predictor
+from multimodal.inference.sr import to_structured_report
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model_dir) -> Predictor:
+    return Predictor.from_pretrained(tiny_model_dir, device="cpu")
+
+
+def _content(items):
+    for item in items:
+        yield item
+        yield from _content(item.get("ContentSequence", []))
+
+
+def test_structured_report_round_trips_and_references_the_source(predictor, phantom_dir, tmp_path):
+    source = pydicom.dcmread(sorted((phantom_dir / "dicom").rglob("PA.dcm"))[0])
+    result = predictor.predict(source, text="Cough.", generate=True)
+    assert result.observations["Cardiomegaly"].positive and not result.observations["Pneumothorax"].positive
+    peak = result.observations["Cardiomegaly"].peak
+    assert 0 <= peak.x <= source.Columns and 0 <= peak.y <= source.Rows
+
+    path = tmp_path / "sr.dcm"
+    to_structured_report(result, [source]).save_as(path, enforce_file_format=True)
+
+    ds = pydicom.dcmread(path)
+    assert ds.StudyInstanceUID == source.StudyInstanceUID and ds.PatientID == source.PatientID
+    assert ds.SeriesInstanceUID != source.SeriesInstanceUID and ds.SOPInstanceUID != source.SOPInstanceUID
+    items = list(_content(ds.ContentSequence))
+    numbers = [float(i.MeasuredValueSequence[0].NumericValue) for i in items
+               if i.ValueType == "NUM" and i.ConceptNameCodeSequence[0].CodeMeaning == "Probability"]
+    expected = [round(o.probability, 6) for o in result.observations.values()]
+    assert np.allclose(sorted(numbers), sorted(expected), atol=1e-5)
+    texts = {i.ConceptNameCodeSequence[0].CodeMeaning: i.TextValue for i in items if i.ValueType == "TEXT"}
+    assert texts["Algorithm Name"] == "mmdx-test" and texts["Algorithm Version"] == "0.0.1"
+    assert texts["Finding"] == result.findings
+    regions = [i for i in items if i.ValueType == "SCOORD"]
+    assert {r.GraphicType for r in regions} == {"POINT", "POLYLINE"}
+    refs = {r.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID for r in regions}
+    assert refs == {source.SOPInstanceUID}
+
+    sr = hd.sr.srread(path)
+    assert isinstance(sr, hd.sr.ComprehensiveSR)
+    groups = hd.sr.ComprehensiveSR.from_dataset(ds).content.get_planar_roi_measurement_groups()
+    assert groups and all(g.roi is not None for g in groups)
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) is not installed")
+def test_structured_report_passes_dciodvfy(predictor, phantom_dir, tmp_path):
+    paths = sorted((phantom_dir / "dicom").rglob("*.dcm"))
+    two_view = next(p.parent for p in paths if p.name == "LL.dcm")
+    sources = [pydicom.dcmread(two_view / "PA.dcm"), pydicom.dcmread(two_view / "LL.dcm")]
+    path = tmp_path / "sr.dcm"
+    to_structured_report(predictor.predict(sources), sources).save_as(path, enforce_file_format=True)
+
+    report = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True)
+    errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+    assert errors == []
