@@ -1,0 +1,310 @@
+"""A DICOM Storage SCP that scores the CR/DX studies it receives and sends an SR back (C-STORE).
+
+Nothing received is lost: each instance is written to ``<spool>/incoming/<StudyInstanceUID>/``
+(temporary file, fsync, atomic rename, fsync of the folder) before C-STORE success is returned. A
+study is complete once no instance arrived for ``quiet_period`` seconds; a background worker reads
+it from the spool, scores it, sends the SR to the destination and only then moves the study to
+``<spool>/done/<uid>/`` (with the SR). Unreadable studies go to ``<spool>/failed/<uid>/`` with the
+reason. On start, studies left in ``incoming`` by a crash or kill are queued again.
+
+Back-pressure: at most ``max_queue`` studies wait for scoring; a new study beyond that is refused
+with status A700 (out of resources) so that the sender retries later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import shutil
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pynetdicom.sop_class import (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    Verification,
+)
+
+from multimodal.pacs import PacsError
+from preprocessing.errors import MmdxError
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_SOP_CLASSES = (ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation,
+                        DigitalXRayImageStorageForProcessing)
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_CANNOT_UNDERSTAND = 0xC000
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A DICOM peer: AE title, host and port."""
+
+    aet: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Destination:
+        """Parse ``AET@host:port``."""
+        match = re.fullmatch(r"([^@]{1,16})@([^:]+):(\d+)", text.strip())
+        if not match:
+            raise PacsError(f"send-to {text!r}: expected AET@HOST:PORT, e.g. ORTHANC@127.0.0.1:4242")
+        return cls(match.group(1), match.group(2), int(match.group(3)))
+
+    def __str__(self) -> str:
+        return f"{self.aet}@{self.host}:{self.port}"
+
+
+def c_store(datasets: Sequence[Dataset], destination: Destination, calling_aet: str = "MMDX",
+            timeout: float = 30.0) -> None:
+    """Send instances to ``destination`` over one association; raises PacsError unless all succeed."""
+    ae = AE(ae_title=calling_aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
+        ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.aet)
+    if not assoc.is_established:
+        raise PacsError(f"{destination}: association rejected or peer unreachable")
+    try:
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            code = status.get("Status") if status else None
+            if code != STATUS_SUCCESS:
+                reason = f"status 0x{code:04X}" if code is not None else "no answer (timeout or abort)"
+                raise PacsError(f"{destination}: C-STORE of {ds.SOPInstanceUID} failed: {reason}")
+    finally:
+        assoc.release()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` is either absent or complete and on disk, even after a kill."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class Listener:
+    """An embeddable Storage SCP with a spool and a scoring worker; see the module docstring.
+
+    ``scorer`` maps a study's datasets to the SR to send (``multimodal.pacs.scoring.load_scorer``
+    builds one from a model). ``send_to`` is a Destination or ``AET@host:port`` (None: the SR is
+    only kept in the spool). ``allowed_aets`` lists the calling AE titles accepted (None: any).
+    ``quiet_period`` is in seconds.
+    """
+
+    def __init__(self, scorer: Callable[[list[Dataset]], Dataset], spool: str | Path, aet: str = "MMDX",
+                 port: int = 11112, host: str = "127.0.0.1", send_to: Destination | str | None = None,
+                 allowed_aets: Sequence[str] | None = None, quiet_period: float = 5.0, max_queue: int = 64):
+        if max_queue < 1:
+            raise PacsError(f"max_queue must be at least 1, got {max_queue}")
+        self.scorer = scorer
+        self.spool = Path(spool)
+        self.incoming, self.done, self.failed = (self.spool / name for name in ("incoming", "done", "failed"))
+        self.aet, self.host, self.port = aet, host, port
+        self.send_to = Destination.parse(send_to) if isinstance(send_to, str) else send_to
+        self.allowed_aets = list(allowed_aets) if allowed_aets else []
+        self.quiet_period = quiet_period
+        self.max_queue = max_queue
+        self._queue: queue.Queue[str] = queue.Queue(maxsize=max_queue)
+        self._lock = threading.Lock()
+        self._last_arrival: dict[str, float] = {}  # study uid -> monotonic time of its last instance
+        self._active: set[str] = set()  # queued or being scored
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server = None
+
+    # -- receiving ---------------------------------------------------------------------------
+    def _on_store(self, event) -> int:
+        try:
+            study_uid = str(event.dataset.StudyInstanceUID)
+        except Exception:  # noqa: BLE001 (any decode failure means the same to the sender)
+            return STATUS_CANNOT_UNDERSTAND
+        sop_uid = str(event.request.AffectedSOPInstanceUID)
+        if not (_UID.match(study_uid) and _UID.match(sop_uid)):
+            return STATUS_CANNOT_UNDERSTAND
+        with self._lock:
+            pending = len(set(self._last_arrival) | self._active)
+            if study_uid not in self._last_arrival and study_uid not in self._active and pending >= self.max_queue:
+                log.warning("refusing study %s: %d studies already wait for scoring", study_uid, pending)
+                return STATUS_OUT_OF_RESOURCES
+        try:
+            _write_atomic(self.incoming / study_uid / f"{sop_uid}.dcm", event.encoded_dataset())
+        except OSError as err:
+            log.error("cannot spool %s of study %s: %s", sop_uid, study_uid, err)
+            return STATUS_OUT_OF_RESOURCES
+        with self._lock:
+            self._last_arrival[study_uid] = time.monotonic()
+        return STATUS_SUCCESS
+
+    def _recover_spool(self) -> int:
+        """Mark studies left in ``incoming`` as complete now; returns how many."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        for tmp in self.incoming.glob("*/*.tmp"):
+            tmp.unlink()  # a write cut short: the sender never got success for it
+        studies = [d.name for d in self.incoming.iterdir() if d.is_dir() and any(d.glob("*.dcm"))]
+        due = time.monotonic() - self.quiet_period
+        with self._lock:
+            for uid in studies:
+                self._last_arrival[uid] = due
+        return len(studies)
+
+    # -- scheduling and scoring --------------------------------------------------------------
+    def _schedule(self) -> None:
+        """Hand quiet studies to the worker queue (while there is room) until stopped."""
+        while not self._stop.wait(min(0.2, self.quiet_period / 2 or 0.05)):
+            now = time.monotonic()
+            with self._lock:
+                due = [uid for uid, t in self._last_arrival.items()
+                       if now - t >= self.quiet_period and uid not in self._active]
+                for uid in due:
+                    try:
+                        self._queue.put_nowait(uid)
+                    except queue.Full:
+                        break
+                    del self._last_arrival[uid]
+                    self._active.add(uid)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                uid = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self._process(uid)
+            finally:
+                with self._lock:
+                    self._active.discard(uid)
+
+    def _process(self, uid: str) -> None:
+        files = sorted(self.incoming.joinpath(uid).glob("*.dcm"))
+        if not files:
+            return
+        try:
+            datasets = [pydicom.dcmread(f) for f in files]
+            sr = self.scorer(datasets)
+        except (MmdxError, pydicom.errors.InvalidDicomError, ValueError, OSError) as err:
+            log.error("study %s could not be scored: %s", uid, err)
+            self._move(uid, files, self.failed, note=f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
+            return
+        if self.send_to is not None:
+            try:
+                c_store([sr], self.send_to, calling_aet=self.aet)
+            except PacsError as err:
+                # Keep the study in incoming and try again after another quiet period.
+                log.error("study %s: SR not sent, will retry: %s", uid, err)
+                with self._lock:
+                    self._last_arrival.setdefault(uid, time.monotonic())
+                return
+        log.info("study %s scored (%d instances), SR %s sent to %s", uid, len(files), sr.SOPInstanceUID,
+                 self.send_to or "nobody")
+        (self.done / uid).mkdir(parents=True, exist_ok=True)
+        sr.save_as(self.done / uid / f"sr-{sr.SOPInstanceUID}.dcm", enforce_file_format=True)
+        self._move(uid, files, self.done)
+
+    def _move(self, uid: str, files: list[Path], target_root: Path, note: str | None = None) -> None:
+        """Move the scored files (not any that arrived meanwhile) of a study out of ``incoming``."""
+        target = target_root / uid
+        target.mkdir(parents=True, exist_ok=True)
+        if note:
+            (target / "error.txt").write_text(note)
+        for f in files:
+            os.replace(f, target / f.name)
+        try:
+            (self.incoming / uid).rmdir()
+        except OSError:
+            pass  # instances arrived while scoring: they are rescored after their own quiet period
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Listener:
+        """Recover the spool, start the worker and the SCP (returns at once)."""
+        recovered = self._recover_spool()
+        if recovered:
+            log.info("%d studies left in %s are queued again", recovered, self.incoming)
+        ae = AE(ae_title=self.aet)
+        for sop_class in ACCEPTED_SOP_CLASSES:
+            ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification)
+        ae.require_calling_aet = self.allowed_aets
+        self._stop.clear()
+        self._threads = [threading.Thread(target=f, name=f"mmdx-listener-{f.__name__}", daemon=True)
+                         for f in (self._schedule, self._work)]
+        for t in self._threads:
+            t.start()
+        try:
+            self._server = ae.start_server((self.host, self.port), block=False,
+                                           evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        except OSError as err:
+            self.stop()
+            raise PacsError(f"cannot listen on {self.host}:{self.port}: {err}") from err
+        log.info("listening as %s on %s:%d; spool %s", self.aet, self.host, self.port, self.spool)
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop accepting, let the worker finish the study in hand; queued studies stay spooled."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing waits for scoring (True) or ``timeout`` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._last_arrival and not self._active:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def __enter__(self) -> Listener:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def listen(model_dir: str | Path, aet: str = "MMDX", port: int = 11112, host: str = "127.0.0.1",
+           send_to: str | None = None, spool: str | Path = "mmdx-spool", allowed_aets: Sequence[str] | None = None,
+           quiet_period: float = 5.0, max_queue: int = 64) -> None:
+    """Run a Listener with the model at ``model_dir`` until SIGTERM or SIGINT (``mmdx listen``)."""
+    from multimodal.pacs.scoring import load_scorer
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    listener = Listener(load_scorer(model_dir), spool, aet=aet, port=port, host=host, send_to=send_to,
+                        allowed_aets=allowed_aets, quiet_period=quiet_period, max_queue=max_queue)
+    with listener:
+        while not stop.wait(0.5):
+            pass
+        log.info("stopping: the study in hand is finished, queued studies stay in %s", listener.incoming)

@@ -1,0 +1,66 @@
+"""DICOMweb loop against a real Orthanc: QIDO finds, WADO retrieves, STOW stores one SR per study."""
+
+from __future__ import annotations
+
+import pytest
+
+from multimodal.pacs import PacsError
+from multimodal.pacs.dicomweb import DicomwebPacs, score_pacs
+from multimodal.pacs.scoring import sr_algorithm
+
+
+def _pacs(orthanc, **kw) -> DicomwebPacs:
+    return DicomwebPacs(orthanc.dicomweb_url, user=orthanc.user, password=orthanc.password, **kw)
+
+
+def _upload(orthanc, datasets) -> str:
+    pacs = _pacs(orthanc)
+    pacs.client.store_instances(datasets)
+    return str(datasets[0].StudyInstanceUID)
+
+
+def test_score_pacs_is_idempotent_and_sr_reads_back(orthanc, dx_study, scorer):
+    study = _upload(orthanc, dx_study)
+    kw = dict(studies=[study], user=orthanc.user, password=orthanc.password, scorer=scorer)
+
+    first = score_pacs(orthanc.dicomweb_url, **kw)
+    second = score_pacs(orthanc.dicomweb_url, **kw)
+
+    assert (first["scored"], first["failed"]) == (1, 0)
+    assert (second["scored"], second["skipped"]) == (0, 1)
+    pacs = _pacs(orthanc)
+    srs = pacs.structured_reports(study)
+    assert len(srs) == 1
+    sr = pacs.client.retrieve_instance(study, srs[0].SeriesInstanceUID, srs[0].SOPInstanceUID)
+    assert sr_algorithm(sr) == ("mmdx-test", "1")
+    assert str(sr.SOPInstanceUID) == first["studies"][0]["sr"]
+
+
+def test_find_studies_filters_by_modality_and_date(orthanc, dx_study):
+    study = _upload(orthanc, dx_study)
+    pacs = _pacs(orthanc)
+    assert study in pacs.find_studies(since="20240101", modalities=("DX",))
+    assert study not in pacs.find_studies(since="20240103", modalities=("DX",))
+    assert study not in pacs.find_studies(modalities=("CT",))
+    assert pacs.find_studies(accession=str(dx_study[0].AccessionNumber)) == [study]
+
+
+def test_retrieve_keeps_pixels(orthanc, dx_study):
+    study = _upload(orthanc, dx_study)
+    got = {str(ds.SOPInstanceUID): ds.PixelData for ds in _pacs(orthanc).retrieve(study)}
+    assert got == {str(ds.SOPInstanceUID): ds.PixelData for ds in dx_study}
+
+
+def test_wrong_password_is_a_clear_error_and_writes_nothing(orthanc, dx_study, scorer):
+    study = _upload(orthanc, dx_study)
+    with pytest.raises(PacsError, match="credentials were refused"):
+        score_pacs(orthanc.dicomweb_url, studies=[study], user=orthanc.user, password="wrong", scorer=scorer)
+    assert _pacs(orthanc).structured_reports(study) == []
+
+
+def test_unreachable_server_is_a_clear_error(scorer):
+    from multimodal.pacs.orthanc import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/dicom-web"
+    with pytest.raises(PacsError, match="cannot reach"):
+        score_pacs(url, since="20240101", scorer=scorer, timeout=2)
