@@ -1,0 +1,188 @@
+"""`TrainConfig`: the typed training configuration, loaded from YAML with ``--set a.b=c`` overrides.
+
+Every error is a :class:`~preprocessing.errors.ConfigError` naming the dotted key
+(``config key 'optim.lr': ...``); an unknown key suggests the closest known one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from multimodal.models.configuration import MultimodalConfig
+from preprocessing.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the studies come from and how they are batched."""
+
+    manifest: list[str] = Field(min_length=1, description="manifest JSONL path(s); splits come from each study")
+    train_split: str = "train"
+    val_split: str = "val"
+    cache_dir: str | None = Field(None, description="on-disk cache of decoded images (preprocessing.cache)")
+    num_workers: int = Field(0, ge=0)
+    batch_size: int = Field(16, ge=1, description="studies per process and micro-batch")
+    eval_batch_size: int | None = Field(None, ge=1)
+    augment: bool = True
+
+    @field_validator("manifest", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class OptimConfig(_Section):
+    """AdamW with two parameter groups, warmup + cosine, accumulation and clipping."""
+
+    lr: float = Field(3e-4, gt=0, description="fusion, heads, decoder and from-scratch encoders")
+    encoder_lr: float = Field(3e-5, ge=0, description="pretrained encoders (text; image when image_pretrained)")
+    weight_decay: float = Field(0.01, ge=0, description="not applied to biases and norms")
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int | None = Field(None, ge=0, description="overrides warmup_ratio")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a fraction of the peak")
+    grad_accum: int = Field(1, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+
+
+class EarlyStoppingConfig(_Section):
+    """Which validation metric picks the best checkpoint, and when to give up."""
+
+    metric: Literal["macro_auroc", "macro_ap", "micro_auroc", "macro_f1", "val_loss"] = "macro_auroc"
+    patience: int | None = Field(None, ge=1, description="evaluations without improvement; None: never stop")
+    min_delta: float = Field(0.0, ge=0)
+
+    @property
+    def maximize(self) -> bool:
+        return self.metric != "val_loss"
+
+
+class LoggingConfig(_Section):
+    log_every: int = Field(10, ge=1, description="optimizer steps between TensorBoard scalars")
+    tensorboard: bool = True
+    heatmap_images: int = Field(4, ge=0, description="validation heat maps logged per evaluation")
+    progress: bool = True
+
+
+class TrainConfig(_Section):
+    """Everything a training run needs; saved resolved as ``RUN_DIR/config.yaml``."""
+
+    model: dict[str, Any] = Field(default_factory=dict, description="MultimodalConfig fields")
+    data: DataConfig
+    optim: OptimConfig = OptimConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    logging: LoggingConfig = LoggingConfig()
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    eval_every: int | None = Field(None, ge=1, description="optimizer steps; None: once per epoch")
+    checkpoint_every: int | None = Field(None, ge=1, description="steps between resumable states; None: at each evaluation")
+    halt_after_steps: int | None = Field(None, ge=1, description="save the state and exit after this many steps "
+                                         "(time-boxed jobs; continue with --resume)")
+    ddp_find_unused_parameters: bool = False
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_model(self) -> TrainConfig:
+        self.multimodal_config()
+        return self
+
+    def multimodal_config(self) -> MultimodalConfig:
+        """The validated :class:`MultimodalConfig` of the ``model`` section."""
+        known = [f.name for f in dataclasses.fields(MultimodalConfig)]
+        for key in self.model:
+            if key not in known:
+                raise ConfigError(f"model.{key}", _unknown(key, known))
+        try:
+            return MultimodalConfig.from_dict(dict(self.model))
+        except ConfigError as err:
+            raise ConfigError(f"model.{err.key}", err.reason) from err
+
+
+def _unknown(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return "unknown key" + (f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})")
+
+
+def _raise_first(err: ValidationError) -> None:
+    """Turn pydantic's first error into a ConfigError naming the dotted key."""
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    key = ".".join(loc) or "<root>"
+    if first["type"] == "extra_forbidden":
+        model: type[BaseModel] = TrainConfig
+        for part in loc[:-1]:
+            model = model.model_fields[part].annotation
+        raise ConfigError(key, _unknown(loc[-1], list(model.model_fields))) from None
+    raise ConfigError(key, f"{first['msg']} (got {first.get('input')!r})") from None
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(dotted, f"{part!r} is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` strings to a config tree; values are parsed as YAML (``3e-4``, ``[a, b]``, ``null``)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(item, "an override must look like key.sub=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(key.strip(), f"value {text!r} is not valid YAML: {err}") from err
+        _set(tree, key.strip(), value)
+    return tree
+
+
+def load_train_config(config: str | Path | dict[str, Any] | TrainConfig, overrides: list[str] | tuple[str, ...] = ()
+                      ) -> TrainConfig:
+    """Read and validate a training config (YAML path, dict or TrainConfig) with ``--set`` overrides.
+
+    Raises :class:`ConfigError` naming the file or the dotted key at fault.
+    """
+    if isinstance(config, TrainConfig):
+        tree = config.model_dump()
+    elif isinstance(config, dict):
+        tree = dict(config)
+    else:
+        path = Path(config)
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError("--config", f"{path} does not exist") from None
+        except yaml.YAMLError as err:
+            raise ConfigError("--config", f"{path} is not valid YAML: {err}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError("--config", f"{path} must hold a mapping of sections")
+    tree = apply_overrides(tree, list(overrides))
+    try:
+        return TrainConfig.model_validate(tree)
+    except ValidationError as err:
+        _raise_first(err)
+        raise
+
+
+def save_train_config(config: TrainConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (every default filled in); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    return path

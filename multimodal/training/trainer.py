@@ -1,0 +1,296 @@
+"""`train(config, out, overrides, resume)`: fine-tuning on Hugging Face Accelerate.
+
+One code path for one CPU, one GPU, several GPUs (``accelerate launch``) and several nodes
+(``torchrun``): Accelerate owns devices, processes, mixed precision, gradient accumulation and the
+resumable state. The run directory holds::
+
+    RUN_DIR/config.yaml    the resolved TrainConfig
+    RUN_DIR/best/, last/   model directories (safetensors + config.json with tuned thresholds + tokenizer)
+    RUN_DIR/state/         optimizer, scheduler, scaler, RNG and progress, for --resume
+    RUN_DIR/tb/            TensorBoard logs
+    RUN_DIR/history.jsonl  one line of validation metrics per evaluation
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from multimodal.data.dataset import StudyDataset, collate_studies
+from multimodal.data.manifest import load_manifest
+from multimodal.evaluation.classification import point_metrics, tune_thresholds
+from multimodal.models.modeling import MultimodalModel
+from multimodal.training.config import OptimConfig, TrainConfig, load_train_config, save_train_config
+from preprocessing.errors import ConfigError
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: checkpoint directories, its last validation metrics and the best ones."""
+
+    run_dir: Path
+    best: Path | None
+    last: Path
+    steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+@dataclass
+class Progress:
+    """Loop position and early-stopping memory; checkpointed with the Accelerate state."""
+
+    step: int = 0  # optimizer steps taken
+    batches: int = 0  # micro-batches consumed, over all epochs (the data position for resume)
+    best: float | None = None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    bad_evals: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def resolve_precision(precision: str) -> str:
+    """Map the config's precision to Accelerate's ``mixed_precision`` (``"no"``, ``"bf16"``, ``"fp16"``)."""
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+    if precision == "fp16" and not cuda:
+        raise ConfigError("precision", "fp16 (with loss scaling) needs a CUDA device; use bf16 or fp32 on CPU")
+    return {"fp32": "no"}.get(precision, precision)
+
+
+def build_loaders(cfg: TrainConfig, model: MultimodalModel) -> tuple[DataLoader, DataLoader]:
+    """Training and validation loaders over the manifest(s); raises ConfigError on an empty split."""
+    def records(split: str) -> list:
+        found = [r for path in cfg.data.manifest for r in load_manifest(path, splits=split)]
+        if not found:
+            raise ConfigError("data.manifest", f"no study with split {split!r} in {cfg.data.manifest}")
+        return found
+
+    def loader(split: str, train: bool, batch_size: int) -> DataLoader:
+        dataset = StudyDataset(records(split), model.config, tokenizer=model.tokenizer, train=train and cfg.data.augment,
+                               cache_dir=cfg.data.cache_dir, grid_size=model.grid_size)
+        # A private generator: creating a loader iterator then does not consume the global RNG, so
+        # a resumed run draws the same dropout masks as an uninterrupted one.
+        return DataLoader(dataset, batch_size=batch_size, shuffle=train, collate_fn=collate_studies,
+                          num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+                          generator=torch.Generator().manual_seed(cfg.seed))
+
+    eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
+    return loader(cfg.data.train_split, True, cfg.data.batch_size), loader(cfg.data.val_split, False, eval_bs)
+
+
+def build_optimizer(model: MultimodalModel, optim: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with ``encoder_lr`` for pretrained encoders and ``lr`` elsewhere; no decay on biases/norms."""
+    pretrained = [model.text_encoder] + ([model.image_encoder] if model.config.image_pretrained else [])
+    encoder_ids = {id(p) for m in pretrained for p in m.parameters()}
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups.setdefault((id(p) in encoder_ids, p.ndim >= 2), []).append(p)
+    return torch.optim.AdamW(
+        [{"params": ps, "lr": optim.encoder_lr if enc else optim.lr, "weight_decay": optim.weight_decay if decay else 0.0}
+         for (enc, decay), ps in sorted(groups.items())], betas=optim.betas)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup, then cosine decay to ``min_lr_ratio`` (or constant), per optimizer step."""
+    warmup = optim.warmup_steps if optim.warmup_steps is not None else round(optim.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if optim.schedule == "constant":
+            return 1.0
+        t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, observations: list[str]
+             ) -> tuple[dict[str, float], np.ndarray, dict[str, torch.Tensor]]:
+    """Validation loss and classification metrics (all processes), tuned thresholds, a first batch.
+
+    Returns ``(metrics, thresholds [D], first)`` where ``first`` holds the first batch's
+    ``pixel_values``, ``heatmaps`` and ``probs`` for the TensorBoard pictures.
+    """
+    model.eval()
+    losses, probs, labels, masks, first = [], [], [], [], {}
+    for batch, _ in loader:
+        out = model(**batch)
+        losses.append(accelerator.gather_for_metrics(out.loss.detach().float().reshape(1)))
+        p, y, m = accelerator.gather_for_metrics((out.probs.float(), batch["labels"], batch["label_mask"]))
+        probs.append(p.cpu()), labels.append(y.cpu()), masks.append(m.cpu())
+        if not first:
+            first = {"pixel_values": batch["pixel_values"][:, 0, 0].float().cpu(),
+                     "heatmaps": out.heatmaps.float().sigmoid().cpu(), "probs": out.probs.float().cpu()}
+    model.train()
+    probs_np, labels_np, masks_np = (torch.cat(t).numpy() for t in (probs, labels, masks))
+    thresholds = tune_thresholds(probs_np, labels_np, masks_np)
+    scores = point_metrics(probs_np, labels_np, masks_np, observations, thresholds)
+    metrics = {"val_loss": float(torch.cat(losses).mean())}
+    metrics.update({f"macro_{k}": v for k, v in scores["macro"].items() if v is not None})
+    metrics.update({f"micro_{k}": v for k, v in scores["micro"].items() if v is not None})
+    return metrics, thresholds, first
+
+
+def heatmap_grid(first: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+    """``[n, 3, S, S]`` pictures: the input in gray with its most probable observation's map in red."""
+    images = first["pixel_values"][:n]
+    images = (images - images.amin((1, 2), keepdim=True)) / (images.amax((1, 2), keepdim=True) - images.amin((1, 2), keepdim=True) + 1e-6)
+    top = first["probs"][:n].argmax(1)
+    maps = first["heatmaps"][torch.arange(len(top)), top][:, None]
+    maps = torch.nn.functional.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    rgb = images[:, None].repeat(1, 3, 1, 1) * 0.7
+    rgb[:, 0] += 0.3 * maps
+    return rgb.clamp(0, 1)
+
+
+def _save_model(accelerator: Accelerator, model: torch.nn.Module, thresholds: np.ndarray, path: Path) -> None:
+    """Main process: write ``path`` as a from_pretrained directory with the tuned thresholds."""
+    if accelerator.is_main_process:
+        inner = accelerator.unwrap_model(model)
+        inner.config.thresholds = {name: float(t) for name, t in zip(inner.config.observations, thresholds)}
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        inner.save_pretrained(tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    accelerator.wait_for_everyone()
+
+
+def _save_state(accelerator: Accelerator, run: Path) -> None:
+    """Save the resumable state atomically: a kill during the save leaves the previous one intact."""
+    tmp, final = run / "state.tmp", run / "state"
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    accelerator.wait_for_everyone()
+
+
+def _prepare_run_dir(run: Path, resume: bool) -> None:
+    if resume and not (run / "state").is_dir():
+        raise ConfigError("--resume", f"{run / 'state'} does not exist: nothing to resume")
+    if not resume and (run / "state").exists():
+        raise ConfigError("--out", f"{run} already holds a run; pass --resume to continue it or choose another --out")
+
+
+def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: list[str] | tuple[str, ...] = (),
+          resume: bool = False) -> TrainResult:
+    """Train a model from a config (YAML path, dict or TrainConfig) into the run directory ``out``.
+
+    ``overrides`` are ``"a.b=value"`` strings (YAML values). With ``resume`` the run continues from
+    ``out/state`` exactly where it stopped (weights, optimizer, scheduler, scaler, RNG, data position).
+    Launch with ``accelerate launch`` or ``torchrun`` for several processes; nothing else changes.
+    """
+    cfg, run = load_train_config(config, overrides), Path(out)
+    _prepare_run_dir(run, resume)
+    accelerator = Accelerator(
+        mixed_precision=resolve_precision(cfg.precision), gradient_accumulation_steps=cfg.optim.grad_accum,
+        log_with="tensorboard" if cfg.logging.tensorboard else None, project_dir=str(run),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ddp_find_unused_parameters)])
+    set_seed(cfg.seed)
+    if accelerator.is_main_process:
+        save_train_config(cfg, run / "config.yaml")
+    model = MultimodalModel.from_config(cfg.multimodal_config())
+    observations = list(model.config.observations)
+    train_loader, val_loader = build_loaders(cfg, model)
+    optimizer = build_optimizer(model, cfg.optim)
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / cfg.optim.grad_accum)
+    total = cfg.optim.max_steps or cfg.optim.epochs * steps_per_epoch
+    scheduler = build_scheduler(optimizer, cfg.optim, total)
+    progress = Progress()
+    accelerator.register_for_checkpointing(scheduler, progress)
+    if resume:
+        accelerator.load_state(str(run / "state"))
+    if cfg.logging.tensorboard:
+        accelerator.init_trackers("tb", config={"lr": cfg.optim.lr, "batch_size": cfg.data.batch_size, "seed": cfg.seed})
+    eval_every, save_every = cfg.eval_every or steps_per_epoch, cfg.checkpoint_every or cfg.eval_every or steps_per_epoch
+    halt_at = progress.step + cfg.halt_after_steps if cfg.halt_after_steps else None
+    bar = tqdm(total=total, initial=progress.step, disable=not (cfg.logging.progress and accelerator.is_main_process),
+               desc="train", dynamic_ncols=True)
+    metrics, thresholds, stop, seen, t0 = {}, np.full(len(observations), 0.5), False, 0, time.perf_counter()
+    model.train()
+    while progress.step < total and not stop:
+        epoch, done = divmod(progress.batches, len(train_loader))
+        train_loader.set_epoch(epoch)
+        for batch, _ in accelerator.skip_first_batches(train_loader, done) if done else train_loader:
+            with accelerator.accumulate(model):
+                out = model(**batch)
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and cfg.optim.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            progress.batches += 1
+            seen += len(batch["labels"]) * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            progress.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{out.loss.item():.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
+            if progress.step % cfg.logging.log_every == 0:
+                accelerator.log({"train/loss": out.loss.item(), **{f"train/{k}": v.item() for k, v in out.losses.items()},
+                                 "lr/head": scheduler.get_last_lr()[0], "lr/encoder": scheduler.get_last_lr()[-1]},
+                                step=progress.step)
+            if progress.step % eval_every == 0 or progress.step == total:
+                metrics, thresholds, first = validate(model, val_loader, accelerator, observations)
+                stop = _after_evaluation(accelerator, cfg, run, model, progress, metrics, thresholds, first)
+            if progress.step % save_every == 0 or progress.step == total or stop or progress.step == halt_at:
+                _save_state(accelerator, run)
+            if stop or progress.step >= total or progress.step == halt_at:
+                break
+        if progress.step == halt_at:
+            break
+    bar.close()
+    accelerator.end_training()
+    best = run / "best" if (run / "best").is_dir() else None
+    return TrainResult(run_dir=run, best=best, last=run / "last", steps=progress.step, metrics=metrics,
+                       best_metrics=progress.best_metrics, stopped_early=stop)
+
+
+def _after_evaluation(accelerator: Accelerator, cfg: TrainConfig, run: Path, model: torch.nn.Module,
+                      progress: Progress, metrics: dict[str, float], thresholds: np.ndarray,
+                      first: dict[str, torch.Tensor]) -> bool:
+    """Log, write last (and best when improved), update early stopping; True when patience ran out."""
+    es = cfg.early_stopping
+    accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=progress.step)
+    if accelerator.is_main_process and cfg.logging.tensorboard and cfg.logging.heatmap_images and first:
+        accelerator.get_tracker("tensorboard").tracker.add_images(
+            "val/heatmaps", heatmap_grid(first, cfg.logging.heatmap_images), progress.step)
+    if accelerator.is_main_process:
+        with open(run / "history.jsonl", "a") as f:
+            f.write(json.dumps({"step": progress.step, **metrics}) + "\n")
+    _save_model(accelerator, model, thresholds, run / "last")
+    value = metrics.get(es.metric)
+    sign = 1 if es.maximize else -1
+    if value is not None and (progress.best is None or sign * (value - progress.best) > es.min_delta):
+        progress.best, progress.best_metrics, progress.bad_evals = value, dict(metrics), 0
+        _save_model(accelerator, model, thresholds, run / "best")
+    else:
+        progress.bad_evals += 1
+    return es.patience is not None and progress.bad_evals >= es.patience
