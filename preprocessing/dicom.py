@@ -60,6 +60,9 @@ COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_
 PERCENTILE_WINDOW = (0.5, 99.5)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float / Double Float Pixel Data
+# CharLS (pyjpegls) decodes JPEG-LS ~3x faster than libjpeg (RG2_JLSL.dcm: 72 vs 232 ms CPU);
+# pydicom would otherwise pick its first-registered plugin.
+_PREFERRED_PLUGIN = {syntax: "pyjpegls" for syntax in JPEGLSTransferSyntaxes}
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
@@ -278,7 +281,13 @@ def _decode_first_frame(ds: Dataset, syntax: UID, photometric: str, target_size:
     if not decoder.is_available:
         raise CodecMissingError(where, f"transfer syntax {syntax.name} ({syntax}) needs a decoder that is "
                                        f"not installed: pip install {codec_package(syntax)}")
-    array, meta = decoder.as_array(ds, index=0)
+    plugin = _PREFERRED_PLUGIN.get(syntax, "")
+    try:
+        array, meta = decoder.as_array(ds, index=0, decoding_plugin=plugin if plugin in decoder.available_plugins else "")
+    except Exception:
+        if not plugin:
+            raise
+        array, meta = decoder.as_array(ds, index=0)  # let every installed plugin try
     if array.ndim == 3 and array.shape[-1] != 3:
         raise UnsupportedImageError(where, f"{array.shape[-1]} samples per pixel (expected 1 or 3)")
     return array, str(meta.get("photometric_interpretation", photometric)), 0

@@ -399,3 +399,10 @@ def test_real_jpeg2000_reduced_matches_full_decode(shared_dicom):
 def test_paths_are_reported_as_strings(shared_dicom):
     rg = read_radiograph(shared_dicom / "RG2_JPLY_fixed.dcm", target_size=64)
     assert rg.path == str(shared_dicom / "RG2_JPLY_fixed.dcm") and Path(rg.path).is_file()
+
+
+def test_public_names_are_re_exported_from_the_package():
+    import preprocessing
+
+    assert preprocessing.read_radiograph is read_radiograph
+    assert preprocessing.Radiograph is dicom_module.Radiograph
