@@ -75,8 +75,13 @@ def c_store(datasets: Sequence[Dataset], destination: Destination, calling_aet: 
     """Send instances to ``destination`` over one association; raises PacsError unless all succeed."""
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    # One context per (class, transfer syntax): the peer must accept each instance as it is encoded.
+    syntaxes = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
     for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
-        ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        encoded = {str(ds.file_meta.TransferSyntaxUID) for ds in datasets
+                   if str(ds.SOPClassUID) == sop_class and "TransferSyntaxUID" in getattr(ds, "file_meta", {})}
+        for syntax in sorted(syntaxes | encoded):
+            ae.add_requested_context(sop_class, syntax)
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.aet)
     if not assoc.is_established:
         raise PacsError(f"{destination}: association rejected or peer unreachable")

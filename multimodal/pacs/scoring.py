@@ -7,11 +7,13 @@ that the SR carries, so that the DICOMweb loop can recognise SRs it already wrot
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset
+
+from multimodal.inference.sources import _FRONTAL_VIEWS as FRONTAL_VIEWS
 
 # DCM codes of the algorithm identification content items (TID 4019) in an SR.
 ALGORITHM_NAME_CODE = "111001"
@@ -46,9 +48,20 @@ def load_scorer(model_dir: str | Path, device: str | None = None, precision: str
     predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision)
 
     def score(datasets: list[Dataset]) -> Dataset:
-        return to_structured_report(predictor.predict(datasets), datasets)
+        views = frontal_first(datasets)[: predictor.config.max_views]
+        result = predictor.predict(views, study_id=str(views[0].StudyInstanceUID))
+        return to_structured_report(result, views)
 
     return StudyScorer(score, predictor.model_name, predictor.model_version)
+
+
+def frontal_first(datasets: Sequence[Dataset]) -> list[Dataset]:
+    """The study's views with frontal ones (PA/AP) first, then by InstanceNumber: the model computes
+    its heat maps on the first view."""
+    def key(ds: Dataset) -> tuple[bool, int]:
+        return str(ds.get("ViewPosition", "") or "").upper() not in FRONTAL_VIEWS, int(ds.get("InstanceNumber") or 0)
+
+    return sorted(datasets, key=key)
 
 
 def _content_items(items) -> Iterator[Dataset]:

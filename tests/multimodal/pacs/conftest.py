@@ -5,21 +5,22 @@ Nothing is installed here: when the Debian packages are missing the tests skip w
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+import torch
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
+from multimodal.data.phantom import write_phantom_dataset
+from multimodal.models.configuration import MultimodalConfig
+from multimodal.models.modeling import MultimodalModel
 from multimodal.pacs.orthanc import LocalOrthanc, free_port, missing_orthanc
-from multimodal.pacs.scoring import StudyScorer
+from multimodal.pacs.scoring import StudyScorer, load_scorer
 
 LISTENER_AET = "MMDXTEST"
-DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 
 
 @pytest.fixture(scope="session")
@@ -40,63 +41,31 @@ def orthanc(listener_port, tmp_path_factory) -> LocalOrthanc:
     server.stop()
 
 
-def write_dx_study(folder: Path, views: int = 2, seed: int = 0) -> list[Path]:
-    """A small DX study (64 px, 12-bit) with identifying header values; returns the file paths."""
-    rng = np.random.default_rng(seed)
-    study, series = generate_uid(), generate_uid()
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(views):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = DX_PRESENTATION
-        ds.SOPInstanceUID = generate_uid()
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.Modality, ds.ViewPosition = "DX", ("PA", "LL")[i % 2]
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Doe^Jane", f"MRN{seed:05d}", "19600101", "F"
-        ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20240102", "101010", f"ACC{seed:05d}", "7"
-        ds.ReferringPhysicianName, ds.InstitutionName = "Smith^John", "General Hospital"
-        ds.SeriesNumber, ds.InstanceNumber = 1, i + 1
-        ds.Rows = ds.Columns = 64
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = rng.integers(0, 4096, (64, 64), dtype=np.uint16).tobytes()
-        path = folder / f"{i}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
-@pytest.fixture
-def dx_study(tmp_path, request) -> list[pydicom.Dataset]:
-    """One fresh two-view DX study (new UIDs each time), read back as datasets."""
-    return [pydicom.dcmread(p) for p in write_dx_study(tmp_path / "study", seed=hash(request.node.name) % 10**5)]
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A randomly initialised 64-px, one-layer model over the phantom observations, saved."""
+    torch.manual_seed(0)
+    config = MultimodalConfig(observations="phantom", image_size=64, patch_size=16, image_hidden=32, image_layers=1,
+                              image_heads=2, image_mlp_dim=64, text_layers=1, text_max_length=32, fusion_layers=1,
+                              fusion_heads=2, fusion_hidden=32, decoder_layers=1, decoder_max_length=6,
+                              name="mmdx-pacs-test", version="0.0.1")
+    return MultimodalModel.from_config(config, load_pretrained=False).save_pretrained(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="session")
-def scorer() -> StudyScorer:
-    """A highdicom SR scorer naming the algorithm 'mmdx-test' 1 (a probability per study)."""
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
+def scorer(tiny_model_dir) -> StudyScorer:
+    """The real Predictor + SR writer over the tiny model."""
+    return load_scorer(tiny_model_dir, device="cpu")
 
-    algorithm = hd.sr.AlgorithmIdentification(name="mmdx-test", version="1")
 
-    def score(datasets):
-        device = hd.sr.DeviceObserverIdentifyingAttributes(uid=generate_uid(), name="mmdx-test")
-        context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
-            observer_type=codes.DCM.Device, observer_identifying_attributes=device))
-        group = hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="study"),
-            measurements=[hd.sr.Measurement(name=codes.DCM.Probability, value=0.25, unit=codes.UCUM.NoUnits,
-                                            algorithm_id=algorithm)], algorithm_id=algorithm)
-        report = hd.sr.MeasurementReport(observation_context=context, imaging_measurements=[group],
-                                         procedure_reported=hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray"))
-        return hd.sr.ComprehensiveSR(evidence=datasets, content=report[0], series_instance_uid=generate_uid(),
-                                     series_number=99, sop_instance_uid=generate_uid(), instance_number=1,
-                                     manufacturer="mmdx", is_complete=True)
+_seeds = itertools.count(100)
 
-    return StudyScorer(score, "mmdx-test", "1")
+
+@pytest.fixture
+def phantom_study(tmp_path) -> list[pydicom.Dataset]:
+    """One SYNTHETIC phantom study not yet in Orthanc (a new seed each time), as datasets."""
+    write_phantom_dataset(tmp_path / "phantom", studies=1, seed=next(_seeds), size=64)
+    return [pydicom.dcmread(p) for p in sorted((tmp_path / "phantom" / "dicom").glob("*/*.dcm"))]
 
 
 def c_echo(port: int, called_aet: str, calling_aet: str = "ECHOSCU") -> int | None:

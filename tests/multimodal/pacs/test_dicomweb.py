@@ -19,8 +19,8 @@ def _upload(orthanc, datasets) -> str:
     return str(datasets[0].StudyInstanceUID)
 
 
-def test_score_pacs_is_idempotent_and_sr_reads_back(orthanc, dx_study, scorer):
-    study = _upload(orthanc, dx_study)
+def test_score_pacs_is_idempotent_and_sr_reads_back(orthanc, phantom_study, scorer):
+    study = _upload(orthanc, phantom_study)
     kw = dict(studies=[study], user=orthanc.user, password=orthanc.password, scorer=scorer)
 
     first = score_pacs(orthanc.dicomweb_url, **kw)
@@ -32,27 +32,27 @@ def test_score_pacs_is_idempotent_and_sr_reads_back(orthanc, dx_study, scorer):
     srs = pacs.structured_reports(study)
     assert len(srs) == 1
     sr = pacs.client.retrieve_instance(study, srs[0].SeriesInstanceUID, srs[0].SOPInstanceUID)
-    assert sr_algorithm(sr) == ("mmdx-test", "1")
+    assert sr_algorithm(sr) == ("mmdx-pacs-test", "0.0.1")
     assert str(sr.SOPInstanceUID) == first["studies"][0]["sr"]
 
 
-def test_find_studies_filters_by_modality_and_date(orthanc, dx_study):
-    study = _upload(orthanc, dx_study)
+def test_find_studies_filters_by_modality_and_date(orthanc, phantom_study):
+    study = _upload(orthanc, phantom_study)
     pacs = _pacs(orthanc)
     assert study in pacs.find_studies(since="20240101", modalities=("DX",))
     assert study not in pacs.find_studies(since="20240103", modalities=("DX",))
     assert study not in pacs.find_studies(modalities=("CT",))
-    assert pacs.find_studies(accession=str(dx_study[0].AccessionNumber)) == [study]
+    assert pacs.find_studies(accession=str(phantom_study[0].AccessionNumber)) == [study]
 
 
-def test_retrieve_keeps_pixels(orthanc, dx_study):
-    study = _upload(orthanc, dx_study)
+def test_retrieve_keeps_pixels(orthanc, phantom_study):
+    study = _upload(orthanc, phantom_study)
     got = {str(ds.SOPInstanceUID): ds.PixelData for ds in _pacs(orthanc).retrieve(study)}
-    assert got == {str(ds.SOPInstanceUID): ds.PixelData for ds in dx_study}
+    assert got == {str(ds.SOPInstanceUID): ds.PixelData for ds in phantom_study}
 
 
-def test_wrong_password_is_a_clear_error_and_writes_nothing(orthanc, dx_study, scorer):
-    study = _upload(orthanc, dx_study)
+def test_wrong_password_is_a_clear_error_and_writes_nothing(orthanc, phantom_study, scorer):
+    study = _upload(orthanc, phantom_study)
     with pytest.raises(PacsError, match="credentials were refused"):
         score_pacs(orthanc.dicomweb_url, studies=[study], user=orthanc.user, password="wrong", scorer=scorer)
     assert _pacs(orthanc).structured_reports(study) == []
