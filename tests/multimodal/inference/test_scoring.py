@@ -1,0 +1,133 @@
+"""`mmdx score`: every input accounted for once, crash isolation, kill + resume, API == CLI."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from multimodal.cli import main
+from multimodal.inference.predictor import Predictor
+from multimodal.inference.results import read_jsonl
+from multimodal.inference.scoring import FAULT_INJECT_ENV, errors_path, score
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _ids(path: Path, key: str) -> list[str]:
+    return [record[key] for record in read_jsonl(path)]
+
+
+@pytest.fixture()
+def mixed_folder(phantom_dir, tmp_path) -> Path:
+    """Good phantom studies, a truncated DICOM, a text file named .dcm and a decoder-crashing file."""
+    folder = tmp_path / "mixed"
+    shutil.copytree(phantom_dir / "dicom", folder)
+    good = sorted(folder.rglob("PA.dcm"))[0].read_bytes()
+    other_study = pydicom.dcmread(io.BytesIO(good))
+    other_study.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    buffer = io.BytesIO()
+    other_study.save_as(buffer)
+    (folder / "truncated.dcm").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) - 500])  # pixels cut
+    (folder / "not_dicom.dcm").write_text("this is a text file, not an image")
+    (folder / "crash_me.dcm").write_bytes(good.replace(b"DICM", b"DICX", 1))  # its own study, by path
+    return folder
+
+
+def test_mixed_folder_accounts_for_every_input_exactly_once(tiny_model_dir, mixed_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv(FAULT_INJECT_ENV, "crash_me*")
+    out = tmp_path / "scores.jsonl"
+
+    summary = score(tiny_model_dir, [mixed_folder], out, batch_size=3, workers=1, generate=False, progress=False)
+
+    scored, failed = _ids(out, "study_id"), _ids(errors_path(out), "study_id")
+    assert len(scored) == len(set(scored)) == 8 == summary["scored"]
+    assert sorted(failed) == ["1.2.826.0.1.3680043.8.498.1", "crash_me", "not_dicom"] and summary["failed"] == 3
+    reasons = {e["study_id"]: e["reason"] for e in read_jsonl(errors_path(out))}
+    assert "crash" in reasons["crash_me"]
+    assert "truncated" in reasons["1.2.826.0.1.3680043.8.498.1"].lower()
+    assert "not a DICOM file" in reasons["not_dicom"]
+
+    again = score(tiny_model_dir, [mixed_folder], out, batch_size=3, workers=1, generate=False, progress=False)
+    assert again["skipped"] == 11 and again["scored"] == again["failed"] == 0
+    assert len(_ids(out, "study_id")) == 8
+
+
+_SLOW_CHILD = """
+import sys, time
+from multimodal.inference import predictor
+run_batch = predictor.Predictor.run_batch
+def slow(self, *args, **kwargs):
+    time.sleep(0.2)  # room for the parent's SIGKILL to land mid-run
+    return run_batch(self, *args, **kwargs)
+predictor.Predictor.run_batch = slow
+from multimodal.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_killed_run_resumes_to_the_same_results_without_duplicates(tiny_model_dir, phantom_dir, tmp_path):
+    args = ["score", "--model", str(tiny_model_dir), "--input", str(phantom_dir / "dicom"), "--batch-size", "1",
+            "--workers", "0", "--no-findings", "--quiet"]
+    killed = tmp_path / "killed.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_CHILD, *args, "--out", str(killed)], env=env,
+                             stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and child.poll() is None:
+        if killed.exists() and killed.read_bytes().count(b"\n") >= 2:
+            break
+        time.sleep(0.01)
+    assert child.poll() is None, f"the run ended before it could be killed: {child.stderr.read().decode()[-2000:]}"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    partial = killed.read_bytes().count(b"\n")
+    assert 2 <= partial < 8
+
+    assert main([*args, "--out", str(killed)]) == 0
+    whole = tmp_path / "whole.jsonl"
+    assert main([*args, "--out", str(whole)]) == 0
+
+    resumed = _ids(killed, "study_id")
+    assert len(resumed) == len(set(resumed)) == 8
+    assert sorted(resumed) == sorted(_ids(whole, "study_id"))
+    assert killed.read_bytes().endswith(b"\n")
+    probs = lambda path: {r["study_id"]: [o["probability"] for o in r["observations"].values()]  # noqa: E731
+                          for r in read_jsonl(path)}
+    for study_id, values in probs(whole).items():
+        assert np.allclose(probs(killed)[study_id], values, atol=1e-5)
+
+
+def test_python_api_gives_the_numbers_of_the_cli(tiny_model_dir, phantom_dir, tmp_path):
+    out = tmp_path / "scores.parquet"
+    manifest = phantom_dir / "manifest.jsonl"
+    assert main(["score", "--model", str(tiny_model_dir), "--input", str(manifest), "--out", str(out),
+                 "--format", "parquet", "--workers", "0", "--quiet", "--sr-dir", str(tmp_path / "sr")]) == 0
+    records = {r["study_id"]: r for r in read_jsonl(out.with_suffix(".jsonl"))}
+
+    import pyarrow.parquet as pq
+
+    assert sorted(pq.read_table(out).column("study_id").to_pylist()) == sorted(records)
+    assert len(list((tmp_path / "sr").glob("*.dcm"))) == len(records)
+
+    from multimodal.data.manifest import load_manifest
+
+    predictor = Predictor.from_pretrained(tiny_model_dir)
+    studies = load_manifest(manifest)[:3]
+    results = predictor.predict_many([s.images for s in studies], texts=[s.text for s in studies], batch_size=2)
+    for study, result in zip(studies, results):
+        cli = records[study.study_id]
+        assert result.findings == cli["findings"]
+        for name, obs in result.observations.items():
+            assert obs.probability == pytest.approx(cli["observations"][name]["probability"], abs=1e-5)
+            assert obs.zones == cli["observations"][name]["zones"]
+            assert obs.peak.x == pytest.approx(cli["observations"][name]["peak"]["x"])
