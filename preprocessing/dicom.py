@@ -81,16 +81,26 @@ def read_radiograph(
         raise ValueError(f"target_size must be a positive number of pixels, got {target_size}")
     if isinstance(src, Dataset):
         filename = getattr(src, "filename", None)
-        return _radiograph_from_dataset(src, filename if isinstance(filename, str) else None, target_size,
-                                        check_modality)
-    path = Path(src)
-    if not path.is_file():
-        raise ImageReadError(path, "no such file" if not path.exists() else "not a regular file")
-    if _looks_like_plain_image(path):
-        from preprocessing.image_io import read_image
+        path = filename if isinstance(filename, str) else None
+        where = path or f"<dataset {src.get('SOPInstanceUID', '?')}>"
+    else:
+        path = where = str(src)
+        if not Path(path).is_file():
+            raise ImageReadError(path, "no such file" if not Path(path).exists() else "not a regular file")
+    try:
+        if isinstance(src, Dataset):
+            return _radiograph_from_dataset(src, path, where, target_size, check_modality)
+        if _looks_like_plain_image(Path(path)):
+            from preprocessing.image_io import read_image
 
-        return read_image(path, target_size)
-    return _radiograph_from_dataset(read_dicom_dataset(path), str(path), target_size, check_modality)
+            return read_image(path, target_size)
+        return _radiograph_from_dataset(read_dicom_dataset(path), path, where, target_size, check_modality)
+    except ImageReadError:
+        raise
+    except OSError as err:
+        raise ImageReadError(where, f"cannot read the file: {err.strerror or err}") from err
+    except Exception as err:  # a header value of the wrong type, etc.: still name the file and cause
+        raise DicomReadError(where, f"could not be processed: {type(err).__name__}: {err}") from err
 
 
 def read_dicom_dataset(path: str | os.PathLike[str]) -> Dataset:
@@ -128,9 +138,8 @@ def _looks_like_plain_image(path: Path) -> bool:
 # Dataset -> Radiograph
 
 
-def _radiograph_from_dataset(ds: Dataset, path: str | None, target_size: int | None,
+def _radiograph_from_dataset(ds: Dataset, path: str | None, where: str, target_size: int | None,
                              check_modality: bool) -> Radiograph:
-    where = path or f"<dataset {ds.get('SOPInstanceUID', '?')}>"
     if not any(tag in ds for tag in _PIXEL_DATA_TAGS):
         raise DicomReadError(where, "no pixel data (this DICOM object holds no image)")
     modality = str(ds.get("Modality", "") or "").upper()

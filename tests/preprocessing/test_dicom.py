@@ -406,3 +406,11 @@ def test_public_names_are_re_exported_from_the_package():
 
     assert preprocessing.read_radiograph is read_radiograph
     assert preprocessing.Radiograph is dicom_module.Radiograph
+
+
+def test_malformed_header_value_is_reported_not_raised(dx_dataset, chest_like, monkeypatch):
+    monkeypatch.setattr(pydicom.config.settings, "reading_validation_mode", pydicom.config.IGNORE)
+    ds = dx_dataset(chest_like())
+    ds.PixelPaddingValue = "abc"  # a US element holding text, as found in the wild
+    with pytest.raises(DicomReadError, match="could not be processed"):
+        read_radiograph(ds)
