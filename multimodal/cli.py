@@ -25,7 +25,7 @@ def _cmd_phantom(a: argparse.Namespace) -> int:
     from multimodal.data.phantom import write_phantom_dataset
 
     manifest = write_phantom_dataset(a.out, studies=a.studies, seed=a.seed, size=a.size)
-    print(f"wrote {a.studies} phantom studies; manifest: {manifest}")
+    print(f"wrote {a.studies} SYNTHETIC phantom studies (not patient data); manifest: {manifest}")
     return 0
 
 
