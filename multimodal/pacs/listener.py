@@ -304,12 +304,15 @@ def listen(model_dir: str | Path, aet: str = "MMDX", port: int = 11112, host: st
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     listener = Listener(load_scorer(model_dir), spool, aet=aet, port=port, host=host, send_to=send_to,
                         allowed_aets=allowed_aets, quiet_period=quiet_period, max_queue=max_queue)
-    with listener:
-        while not stop.wait(0.5):
-            pass
-        log.info("stopping: the study in hand is finished, queued studies stay in %s", listener.incoming)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with listener:
+            while not stop.wait(0.5):
+                pass
+            log.info("stopping: the study in hand is finished, queued studies stay in %s", listener.incoming)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

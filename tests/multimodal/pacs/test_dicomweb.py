@@ -64,3 +64,44 @@ def test_unreachable_server_is_a_clear_error(scorer):
     url = f"http://127.0.0.1:{free_port()}/dicom-web"
     with pytest.raises(PacsError, match="cannot reach"):
         score_pacs(url, since="20240101", scorer=scorer, timeout=2)
+
+
+def _sr_probabilities(sr) -> dict[str, float]:
+    """Observation name -> Probability from the SR's TID 1501 measurement groups."""
+    probabilities = {}
+    groups = [item for item in _walk(sr.ContentSequence) if item.ValueType == "CONTAINER"]
+    for group in groups:
+        children = group.get("ContentSequence", [])
+        names = [c.TextValue for c in children if c.ValueType == "TEXT"
+                 and c.ConceptNameCodeSequence[0].CodeValue == "112039"]
+        values = [float(c.MeasuredValueSequence[0].NumericValue) for c in children if c.ValueType == "NUM"
+                  and c.ConceptNameCodeSequence[0].CodeMeaning == "Probability"]
+        if names and values:
+            probabilities[names[0]] = values[0]
+    return probabilities
+
+
+def _walk(items):
+    for item in items:
+        yield item
+        yield from _walk(item.get("ContentSequence", []))
+
+
+def test_cli_pacs_score_stores_the_predictors_probabilities(orthanc, phantom_study, tiny_model_dir):
+    from multimodal.cli import main
+    from multimodal.inference.predictor import Predictor
+    from multimodal.pacs.scoring import frontal_first
+
+    study = _upload(orthanc, phantom_study)
+    argv = ["pacs", "score", "--url", orthanc.dicomweb_url, "--model", str(tiny_model_dir), "--study", study,
+            "--user", orthanc.user, "--password", orthanc.password]
+    assert main(argv) == 0
+    assert main(argv) == 0
+
+    pacs = _pacs(orthanc)
+    srs = pacs.structured_reports(study)
+    assert len(srs) == 1
+    sr = pacs.client.retrieve_instance(study, srs[0].SeriesInstanceUID, srs[0].SOPInstanceUID)
+    expected = Predictor.from_pretrained(tiny_model_dir, device="cpu").predict(frontal_first(phantom_study))
+    assert _sr_probabilities(sr) == pytest.approx(
+        {name: obs.probability for name, obs in expected.observations.items()}, abs=1e-5)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
 import requests
 
 from multimodal.pacs.dicomweb import DicomwebPacs
-from multimodal.pacs.listener import Destination, Listener, c_store
+from multimodal.pacs.listener import Destination, Listener, c_store, listen
 from multimodal.pacs.scoring import sr_algorithm
 
 from .conftest import LISTENER_AET, c_echo
@@ -71,3 +76,40 @@ def test_unreadable_study_goes_to_failed_with_reason(orthanc, tmp_path, listener
     failed = tmp_path / "spool" / "failed" / str(phantom_study[0].StudyInstanceUID)
     assert "decoder exploded" in (failed / "error.txt").read_text()
     assert len(list(failed.glob("*.dcm"))) == len(phantom_study)
+
+
+def test_study_received_before_a_kill_is_scored_after_restart(orthanc, tmp_path, listener_port, tiny_model_dir,
+                                                              phantom_study):
+    """`mmdx listen` is SIGKILLed after acknowledging a study but before scoring it (long quiet
+    period); `listen()` restarted on the same spool scores it, the SR reaches Orthanc, and SIGTERM
+    then stops the listener cleanly."""
+    spool, study = tmp_path / "spool", str(phantom_study[0].StudyInstanceUID)
+    proc = subprocess.Popen([sys.executable, "-m", "multimodal.cli", "listen", "--model", str(tiny_model_dir),
+                             "--aet", LISTENER_AET, "--port", str(listener_port), "--spool", str(spool),
+                             "--quiet-period", "3600"])
+    try:
+        deadline = time.monotonic() + 180
+        while c_echo(listener_port, LISTENER_AET) != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, "mmdx listen did not come up"
+            time.sleep(0.3)
+        c_store(phantom_study, Destination(LISTENER_AET, "127.0.0.1", listener_port))
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(list((spool / "incoming" / study).glob("*.dcm"))) == len(phantom_study)
+
+    arrived = []
+
+    def wait_then_sigterm():
+        try:
+            arrived.extend(_wait_for_sr(orthanc, study))
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=wait_then_sigterm)
+    watcher.start()
+    listen(tiny_model_dir, aet=LISTENER_AET, port=listener_port, spool=spool, quiet_period=0.5,
+           send_to=f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}")  # returns on SIGTERM
+    watcher.join()
+    assert len(arrived) == 1 and sr_algorithm(arrived[0]) == ("mmdx-pacs-test", "0.0.1")
+    assert not (spool / "incoming" / study).exists()
