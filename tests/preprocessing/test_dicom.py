@@ -67,6 +67,27 @@ def test_every_encodable_transfer_syntax_reads_like_uncompressed(
         assert np.abs(rg.pixels - reference).mean() < 0.01
 
 
+def test_jpeg_baseline_8bit(tmp_path, chest_like, dx_dataset, save):
+    # pydicom has no JPEG baseline encoder: Pillow writes the codestream, pydicom encapsulates it
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    pixels = chest_like(bits=8).astype(np.uint8)
+    reference = read_radiograph(dx_dataset(pixels, bits_stored=8, WindowCenter=128, WindowWidth=256)).pixels
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    ds = dx_dataset(pixels, bits_stored=8, WindowCenter=128, WindowWidth=256)
+    ds.BitsAllocated = 8
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = uid.JPEGBaseline8Bit
+    rg = read_radiograph(save(ds, tmp_path / "jpeg.dcm"))
+    assert rg.transfer_syntax == uid.JPEGBaseline8Bit
+    assert np.abs(rg.pixels - reference).mean() < 0.01
+
+
 def test_metadata_and_header_without_pixels(tmp_path, chest_like, dx_dataset, save):
     ds = dx_dataset(chest_like(), ViewPosition="AP", ImageLaterality="L", PixelSpacing=[0.15, 0.16])
     rg = read_radiograph(save(ds, tmp_path / "a.dcm"))
