@@ -50,6 +50,8 @@ from benchmarks.common import (  # noqa: E402
 from preprocessing.text import default_text_encoder_path  # noqa: E402
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# torch's AdamW as most training loops create it (on CPU a per-tensor loop), or its fused kernel.
+OPTIMIZERS = {"adamw": {}, "adamw-fused": {"fused": True}}
 
 
 @dataclass(frozen=True)
@@ -257,13 +259,17 @@ def build(name: str, size: BenchSize, device: torch.device) -> Contender:
     return contender
 
 
-def make_train_step(contender: Contender, device: torch.device, precision: str) -> Callable[[], None]:
+def make_train_step(
+    contender: Contender, device: torch.device, precision: str, optimizer: str = "adamw"
+) -> Callable[[], None]:
     """One optimisation step on the contender's batch under autocast ``precision`` (fp32: none).
 
-    fp16 on CUDA uses a gradient scaler, as any fp16 training must; bf16 needs none.
+    Every contender gets the same ``optimizer`` (a key of :data:`OPTIMIZERS`) over its trainable
+    parameters. fp16 uses a gradient scaler, as any fp16 training must; bf16 needs none.
     """
     dtype = PRECISIONS[precision]
-    optimizer = torch.optim.AdamW(contender.model.parameters(), lr=1e-4)
+    trainable = [p for p in contender.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-4, **OPTIMIZERS[optimizer])
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
 
     def step() -> None:
@@ -273,11 +279,11 @@ def make_train_step(contender: Contender, device: torch.device, precision: str) 
         with autocast:
             loss = contender.loss(contender.model, contender.batch)
         scaler.scale(loss).backward()
-        scaler.step(optimizer)
+        scaler.step(opt)
         scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
 
-    step.optimizer = optimizer  # type: ignore[attr-defined]
+    step.optimizer = opt  # type: ignore[attr-defined]
     return step
 
 
@@ -288,10 +294,11 @@ def run(
     repeats: int,
     warmup: int,
     device: torch.device,
+    optimizer: str = "adamw",
 ) -> dict[str, object]:
     """Time every (contender, precision) interleaved, then measure peak memory; return the JSON payload."""
     contenders = {name: build(name, size, device) for name in names}
-    steps = {(n, p): make_train_step(contenders[n], device, p) for n in names for p in precisions}
+    steps = {(n, p): make_train_step(contenders[n], device, p, optimizer) for n in names for p in precisions}
     timings = time_interleaved(
         {f"{n}@{p}": fn for (n, p), fn in steps.items()}, repeats=repeats, warmup=warmup, device=device
     )
@@ -323,6 +330,7 @@ def run(
     return {
         "benchmark": "train_step",
         "size": asdict(size),
+        "optimizer": optimizer,
         "repeats": repeats,
         "warmup": warmup,
         "machine": machine_description(device),
@@ -331,12 +339,14 @@ def run(
     }
 
 
-def profile(name: str, size: BenchSize, precision: str, device: torch.device, rows: int = 30) -> str:
+def profile(
+    name: str, size: BenchSize, precision: str, device: torch.device, optimizer: str = "adamw", rows: int = 30
+) -> str:
     """torch.profiler table (self CPU/CUDA time) of two training steps of one contender, after warm-up."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    step = make_train_step(build(name, size, device), device, precision)
+    step = make_train_step(build(name, size, device), device, precision, optimizer)
     step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch_profile(activities=activities, record_shapes=True) as prof:
@@ -363,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=["matched", "small", "tiny"], default="matched")
     parser.add_argument("--models", default=",".join(BUILDERS), help="comma-separated subset of: " + ", ".join(BUILDERS))
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16 (autocast)")
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adamw", help="the same for every model")
     parser.add_argument("--batch-size", type=int, help="override the size's batch")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
@@ -382,9 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown precision or model: {', '.join(unknown)}")
     if args.profile:
-        print(profile(args.profile, size, precisions[0], device))
+        print(profile(args.profile, size, precisions[0], device, args.optimizer))
         return 0
-    payload = run(args.models.split(","), size, precisions, args.repeats, args.warmup, device)
+    payload = run(args.models.split(","), size, precisions, args.repeats, args.warmup, device, args.optimizer)
     print(report(payload))
     if path := write_json(payload, args.out):
         print(f"wrote {path}")
