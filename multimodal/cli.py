@@ -78,7 +78,7 @@ def _cmd_pacs_score(a: argparse.Namespace) -> int:
                          user=a.user, password=a.password, token=a.token, verify=not a.insecure,
                          ca_bundle=a.ca_bundle, timeout=a.timeout)
     print(json.dumps(summary))
-    return 0
+    return 1 if summary["failed"] else 0
 
 
 def _cmd_listen(a: argparse.Namespace) -> int:

@@ -159,9 +159,13 @@ _REMOVED_TAGS = frozenset(pydicom.datadict.tag_for_keyword(k) for k in REMOVED)
 
 
 def _delete_removed(dataset: Dataset, element) -> None:
-    """``Dataset.walk`` callback deleting the REMOVED attributes at every nesting level."""
-    if element.tag in _REMOVED_TAGS:
-        del dataset[element.tag]
+    """``Dataset.walk`` callback deleting the REMOVED attributes at every nesting level, and the
+    repeating-group attributes the table marks X: Overlay Data / Comments (60xx,3000 / 4000) and
+    curve data (50xx)."""
+    tag = element.tag
+    overlay = tag.group & 0xFF00 == 0x6000 and tag.element in (0x3000, 0x4000)
+    if tag in _REMOVED_TAGS or overlay or tag.group & 0xFF00 == 0x5000:
+        del dataset[tag]
 
 
 def _code(value: str, meaning: str) -> Dataset:

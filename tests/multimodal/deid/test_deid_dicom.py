@@ -48,6 +48,7 @@ def _write_study(folder: Path, burned_in: str = "NO") -> list[Path]:
         ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = ds.SOPClassUID, sops[1 - i]
         ds.ReferencedImageSequence = [ref]
         ds.private_block(0x0011, "ACME PRIVATE", create=True).add_new(0x01, "LO", "secret Jane Doe note")
+        ds.add_new(0x60003000, "OW", bytes(128))  # overlay data: may carry burned-in text
         ds.Rows = ds.Columns = 32
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
@@ -76,7 +77,7 @@ def test_profile_attributes_are_gone_and_pixels_identical(tmp_path):
     for src in sources:
         ds = by_pixels[src.PixelData]  # identical pixel data for every source image
         assert all(keyword not in ds for keyword in PROFILE_REMOVED)
-        assert not any(element.tag.is_private for element in ds)
+        assert not any(element.tag.is_private for element in ds) and 0x60003000 not in ds
         assert ds.PatientIdentityRemoved == "YES"
         assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100"]
         assert ds.StudyDate == "" and ds.PatientSex == ""
