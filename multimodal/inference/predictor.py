@@ -81,6 +81,13 @@ def prepare_study(study: StudyInput, image_size: int, max_views: int, keep_heade
     return _prepared(study.study_id, views, image_size, study.text, study.study_instance_uid, keep_headers)
 
 
+def make_preparer(config, keep_headers: bool = False, fault_inject: str | None = None) -> functools.partial:
+    """:func:`prepare_study` bound to a model config's image size and views (picklable, for worker
+    processes; needs only the config, so decoding can start before the model is loaded)."""
+    return functools.partial(prepare_study, image_size=config.image_size, max_views=config.max_views,
+                             keep_headers=keep_headers, fault_inject=fault_inject)
+
+
 def _read_view(view: View, image_size: int) -> tuple[Radiograph, float]:
     """A view as a :class:`Radiograph` and its decode time in ms."""
     t0 = time.perf_counter()
@@ -199,9 +206,8 @@ class Predictor:
         return cls(model, dev, precision, model_dir=model_dir, num_beams=num_beams)
 
     def preparer(self, keep_headers: bool = False, fault_inject: str | None = None) -> functools.partial:
-        """:func:`prepare_study` bound to this model's image size (picklable, for worker processes)."""
-        return functools.partial(prepare_study, image_size=self.config.image_size, max_views=self.config.max_views,
-                                 keep_headers=keep_headers, fault_inject=fault_inject)
+        """:func:`prepare_study` for this model (see :func:`make_preparer`)."""
+        return make_preparer(self.config, keep_headers, fault_inject)
 
     def prepare(self, study: View | Sequence[View], text: str | None = None, study_id: str | None = None,
                 keep_headers: bool = True) -> PreparedStudy:

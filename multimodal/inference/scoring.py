@@ -69,9 +69,11 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     core, at least 1; 0 decodes in this process, without crash isolation). ``sr_dir``: one DICOM
     SR per DICOM study; ``heatmap_dir``: ``.npz`` heat maps + PNG overlays of positives.
     Summary keys: ``found``, ``scored``, ``failed``, ``skipped`` (done by an earlier run),
-    ``seconds``, ``studies_per_s``, ``out``, ``errors``.
+    ``seconds``, ``studies_per_s`` (over the whole call), ``steady_studies_per_s`` (after the first
+    batch, i.e. without start-up: model load, first decodes), ``out``, ``errors``.
     """
-    from multimodal.inference.predictor import Predictor, prepare_study
+    from multimodal.inference.predictor import Predictor, make_preparer
+    from multimodal.models.configuration import MultimodalConfig
 
     if output_format not in OUTPUT_FORMATS:
         raise ConfigError("output_format", f"expected one of {OUTPUT_FORMATS}, got {output_format!r}")
@@ -91,11 +93,14 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     try:
         errors.append(e.to_dict() for e in found.errors if world == 1 or rank == 0)
         todo = [s for s in studies if s.study_id not in results.done and s.study_id not in errors.done]
+        prepare = make_preparer(MultimodalConfig.load(model_dir), keep_headers=sr_dir is not None,
+                                fault_inject=os.environ.get(FAULT_INJECT_ENV))
+        decoder = StudyDecoder(todo, prepare, workers, prefetch=2 * batch_size)  # starts decoding now
         predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision)
-        prepare = predictor.preparer(keep_headers=sr_dir is not None, fault_inject=os.environ.get(FAULT_INJECT_ENV))
-        scored = failed = 0
+        scored = failed = first_scored = 0
+        t_first = None
         with _progress(len(todo), progress and rank == 0) as bar:
-            for batch in _batches(decode_studies(todo, prepare, workers, prefetch=2 * batch_size), batch_size):
+            for batch in _batches(decoder, batch_size):
                 bad = [o.error for o in batch if o.error is not None]
                 good = [o.prepared for o in batch if o.error is None]
                 batch_results = predictor.run_batch(good, generate=generate) if good else []
@@ -105,6 +110,8 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
                 failed += errors.append(e.to_dict() for e in bad if e.stage != "sr")
                 errors.append(e.to_dict() for e in bad if e.stage == "sr")
                 bar.update(len(batch))
+                if t_first is None:
+                    t_first, first_scored = time.perf_counter(), scored
     finally:
         results.close()
         errors.close()
@@ -112,9 +119,12 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
         _finish_distributed(out, output_format, rank, world)
     elif output_format != "jsonl":
         convert_log(log_path, out, output_format)
-    seconds = time.perf_counter() - t0
+    t_end = time.perf_counter()
+    seconds = t_end - t0
+    steady = (scored - first_scored) / (t_end - t_first) if t_first is not None and scored > first_scored else None
     summary = {"found": len(studies), "scored": scored, "failed": failed, "skipped": len(studies) - len(todo),
                "seconds": round(seconds, 2), "studies_per_s": round(scored / seconds, 3) if seconds else 0.0,
+               "steady_studies_per_s": round(steady, 3) if steady else None,
                "out": str(out if world == 1 else log_path), "errors": str(errors.path)}
     print(f"mmdx score: scored {scored}, failed {failed}, skipped {summary['skipped']} (already done) "
           f"of {len(studies)} studies in {seconds:.1f} s -> {summary['out']} (errors: {errors.path})",
@@ -141,66 +151,81 @@ def _rank_and_world() -> tuple[int, int]:
 # Decoding in worker processes, surviving native crashes
 
 
-def decode_studies(studies: Sequence[StudyInput], prepare: Callable, workers: int | None,
-                   prefetch: int) -> Iterator[_Outcome]:
-    """Prepare studies in worker processes, yielding outcomes in input order.
+class StudyDecoder:
+    """Prepares studies in worker processes and yields outcomes in input order.
 
-    Up to ``prefetch`` studies are in flight so decoding overlaps whatever the caller does with
-    the outcomes (the model). A worker that dies breaks the pool: the pool is restarted and the
-    studies that were in flight are retried one at a time; the one whose retry also kills its
-    worker is yielded as failed.
+    Work starts on construction (the pool is started and the first ``prefetch`` studies are
+    submitted), so decoding overlaps whatever the caller does next: loading the model, then each
+    model batch. A worker that dies breaks the pool: the pool is restarted and the studies that
+    were in flight are retried one at a time; the one whose retry also kills its worker is yielded
+    as failed. ``workers=0`` prepares in this process (no crash isolation).
     """
-    if workers is None:
-        workers = max(1, (os.cpu_count() or 2) - 1)
-    if workers == 0:
-        for study in studies:
-            yield _prepare_safely(prepare, study)
-        return
-    pending = deque(studies)
-    pool = _new_pool(workers)
-    window: deque[tuple[StudyInput, cf.Future]] = deque()
-    try:
-        while pending or window:
-            while pending and len(window) < max(prefetch, workers):
-                study = pending.popleft()
-                window.append((study, pool.submit(_prepare_safely, prepare, study)))
-            study, future = window.popleft()
-            try:
-                yield future.result()
-                continue
-            except BrokenProcessPool:
-                suspects = [study] + [s for s, _ in window]
-                window.clear()
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = _new_pool(workers)
-            for suspect in suspects:
+
+    def __init__(self, studies: Sequence[StudyInput], prepare: Callable, workers: int | None, prefetch: int):
+        self.prepare = prepare
+        self.workers = max(1, (os.cpu_count() or 2) - 1) if workers is None else workers
+        self.prefetch = max(prefetch, self.workers)
+        self.pending = deque(studies)
+        self.window: deque[tuple[StudyInput, cf.Future]] = deque()
+        self.pool = self._start_pool() if self.workers else None
+        self._fill()
+
+    def __iter__(self) -> Iterator[_Outcome]:
+        if self.pool is None:
+            while self.pending:
+                yield _prepare_safely(self.prepare, self.pending.popleft())
+            return
+        try:
+            while self.window:
+                study, future = self.window.popleft()
                 try:
-                    yield pool.submit(_prepare_safely, prepare, suspect).result()
+                    outcome = future.result()
                 except BrokenProcessPool:
-                    yield _Outcome(suspect, error=InputError(_first_path(suspect), CRASH_REASON, suspect.study_id))
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = _new_pool(workers)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+                    suspects = [study] + [s for s, _ in self.window]
+                    self.window.clear()
+                    yield from self._isolate(suspects)
+                    continue
+                self._fill()
+                yield outcome
+        finally:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
+    def _fill(self) -> None:
+        while self.pool is not None and self.pending and len(self.window) < self.prefetch:
+            study = self.pending.popleft()
+            self.window.append((study, self.pool.submit(_prepare_safely, self.prepare, study)))
 
-def _new_pool(workers: int) -> cf.ProcessPoolExecutor:
-    # forkserver: workers fork from a clean server process, not from this one (which holds
-    # the model and its threads), so a respawn after a crash is quick and safe.
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    context = mp.get_context(method)
-    if method == "forkserver":
-        context.set_forkserver_preload(["multimodal.inference.predictor"])
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
-    # A pool that cannot run a no-op cannot decode anything: that is a broken setup, not a bad
-    # file, and must stop the run instead of failing every study one by one.
-    try:
-        pool.submit(_ping).result()
-    except BrokenProcessPool as err:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise MmdxError("decode worker processes cannot start (see the error above); "
-                        "rerun with workers=0 to decode in this process") from err
-    return pool
+    def _isolate(self, suspects: list[StudyInput]) -> Iterator[_Outcome]:
+        """After a crash: rerun each suspect alone; the one that crashes again has failed."""
+        self._restart_pool()
+        for suspect in suspects:
+            try:
+                yield self.pool.submit(_prepare_safely, self.prepare, suspect).result()
+            except BrokenProcessPool:
+                yield _Outcome(suspect, error=InputError(_first_path(suspect), CRASH_REASON, suspect.study_id))
+                self._restart_pool()
+        self._fill()
+
+    def _start_pool(self) -> cf.ProcessPoolExecutor:
+        # forkserver: workers fork from a clean server process, not from this one (which holds
+        # the model and its threads), so a respawn after a crash is quick and safe.
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        context = mp.get_context(method)
+        if method == "forkserver":
+            context.set_forkserver_preload(["multimodal.inference.predictor"])
+        pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_init_worker)
+        # Submitted first, so it runs before any study: if the pool breaks before it answers,
+        # the workers cannot start at all (a broken setup, not a bad file).
+        self.ping = pool.submit(_ping)
+        return pool
+
+    def _restart_pool(self) -> None:
+        healthy = self.ping.done() and not self.ping.cancelled() and self.ping.exception() is None
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if not healthy:
+            raise MmdxError("decode worker processes cannot start (see the error above); "
+                            "rerun with workers=0 to decode in this process")
+        self.pool = self._start_pool()
 
 
 def _ping() -> bool:

@@ -10,6 +10,7 @@ its study.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -167,7 +168,9 @@ def _group_files(files: list[tuple[Path, Path]]) -> list[StudyInput]:
 def _read_header(path: Path) -> _DicomHeader | None:
     """The grouping tags of a DICOM file, or None when its header does not parse."""
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # over-long values and other fixable quirks do not matter here
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
         uid = str(ds.get("StudyInstanceUID", "") or "") or None
         instance = ds.get("InstanceNumber")
         return _DicomHeader(path=str(path), study_uid=uid, view=str(ds.get("ViewPosition", "") or "").upper(),

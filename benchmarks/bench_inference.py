@@ -1,0 +1,189 @@
+"""Inference throughput, end to end from compressed DICOM files on disk (issue 8, benchmark 2).
+
+Contenders, measured in the same process and minutes (interleaved repeats, medians):
+
+* ``score``: the ``mmdx score`` pipeline (:func:`multimodal.inference.scoring.score`): decode worker
+  processes with resolution-aware JPEG 2000 decoding, batches of 8 to the model, results written
+  and fsync'd; the wall time of the whole call (discovery, model load, pool start included);
+* ``naive``: what one would write first: per file ``pydicom.dcmread(path).pixel_array`` (full-size
+  decode), min-max scaling, the same letterbox/normalise transforms on the full-size image, and a
+  forward pass per study;
+* ``model-only``: forward passes on ready tensors (batches of 8), the ceiling for the pipeline.
+
+Then findings generation per study (greedy and beam 3) on ready inputs, as extra cost over the
+forward pass. The model is the default ``MultimodalConfig`` (224 px, ViT 384 x 6, MiniLM-L6 text,
+2 fusion and 2 decoder layers, CheXpert observations), randomly initialised: throughput does not
+depend on the weights, but an untrained decoder never emits its end token, so generation runs to
+``--max-new-tokens`` every time (the worst case).
+
+Input files are the real JPEG 2000 radiographs in ``../shared/data/dicom`` (2000 x 2000 px class),
+copied ``--studies`` times with new UIDs so each copy is its own study; without the shared data,
+SYNTHETIC phantom studies re-encoded as JPEG 2000 at ``--phantom-size`` px are used.
+
+    .venv/bin/python benchmarks/bench_inference.py [--small] [--out results/inference.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import torch
+from pydicom.uid import generate_uid
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import (  # noqa: E402
+    RESULTS_DIR,
+    format_table,
+    machine_description,
+    setup_threads,
+    time_interleaved,
+    write_json,
+)
+
+from multimodal.inference.predictor import Predictor  # noqa: E402
+from multimodal.inference.scoring import score  # noqa: E402
+from multimodal.inference.sources import discover_studies  # noqa: E402
+from multimodal.models.configuration import MultimodalConfig  # noqa: E402
+from multimodal.models.modeling import MultimodalModel  # noqa: E402
+from preprocessing.transforms import build_image_transforms  # noqa: E402
+
+SHARED_DICOM = Path(__file__).resolve().parents[2] / "shared" / "data" / "dicom"
+J2K_SYNTAXES = {pydicom.uid.JPEG2000, pydicom.uid.JPEG2000Lossless}
+BATCH = 8
+
+
+def j2k_sources(workdir: Path, phantom_size: int) -> tuple[list[Path], str]:
+    """The JPEG 2000 files to replicate and a description of them."""
+    if SHARED_DICOM.is_dir():
+        files = [p for p in sorted(SHARED_DICOM.glob("*.dcm"))
+                 if pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID in J2K_SYNTAXES]
+        if files:
+            return files, f"real JPEG 2000 radiographs from {SHARED_DICOM} ({', '.join(p.name for p in files)})"
+    from multimodal.data.phantom import write_phantom_dataset
+
+    folder = workdir / "phantom"
+    write_phantom_dataset(folder, studies=4, seed=0, size=phantom_size)
+    files = []
+    for i, path in enumerate(sorted((folder / "dicom").rglob("PA.dcm"))):
+        ds = pydicom.dcmread(path)
+        ds.compress(pydicom.uid.JPEG2000Lossless, encoding_plugin="pylibjpeg")
+        files.append(workdir / f"phantom_j2k_{i}.dcm")
+        ds.save_as(files[-1], enforce_file_format=True)
+    return files, f"SYNTHETIC phantom studies, {phantom_size} px, re-encoded JPEG 2000 lossless"
+
+
+def replicate(files: list[Path], studies: int, folder: Path) -> list[Path]:
+    """``studies`` copies of the files (round robin), each with new study/series/instance UIDs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(studies):
+        ds = pydicom.dcmread(files[i % len(files)])
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        out.append(folder / f"study_{i:04d}.dcm")
+        ds.save_as(out[-1])
+    return out
+
+
+def naive_loop(model: MultimodalModel, files: list[Path]) -> None:
+    """Full-size decode, full-size transforms, one forward per study."""
+    config = model.config
+    transforms = build_image_transforms(config.image_size, train=False)
+    tokens = model.tokenizer([""], return_tensors="pt")
+    with torch.inference_mode():
+        for path in files:
+            ds = pydicom.dcmread(path)
+            pixels = ds.pixel_array.astype(np.float32)
+            pixels = (pixels - pixels.min()) / max(float(pixels.max() - pixels.min()), 1.0)
+            if ds.PhotometricInterpretation == "MONOCHROME1":
+                pixels = 1.0 - pixels
+            image = transforms({"image": pixels})["image"]
+            model(pixel_values=image[None, None], view_mask=torch.ones(1, 1, dtype=torch.bool),
+                  input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help="fewer studies and repeats (a few minutes)")
+    parser.add_argument("--studies", type=int, default=None, help="studies per run (default 48, small 16)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 3, small 1)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="decode processes of the score pipeline")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--phantom-size", type=int, default=1024)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "inference.json")
+    args = parser.parse_args(argv)
+    studies = args.studies or (16 if args.small else 48)
+    repeats = args.repeats or (1 if args.small else 3)
+    setup_threads(args.threads)
+    torch.manual_seed(0)
+
+    work = Path(tempfile.mkdtemp(prefix="mmdx-bench-inference-"))
+    try:
+        files, source = j2k_sources(work, args.phantom_size)
+        data = replicate(files, studies, work / "archive")
+        model = MultimodalModel.from_config(MultimodalConfig(), load_pretrained=False).eval()
+        model_dir = model.save_pretrained(work / "model")
+        predictor = Predictor(model, torch.device("cpu"), "fp32", model_dir)
+        config = model.config
+
+        ready = [predictor.preparer()(s) for s in discover_studies([work / "archive"]).studies[:BATCH]]
+        batch = predictor.batch_inputs(ready)
+        runs = iter(range(10**6))
+
+        def run_score() -> None:
+            score(model_dir, [work / "archive"], work / f"out-{next(runs)}.jsonl", batch_size=BATCH,
+                  workers=args.workers, device="cpu", generate=False, progress=False)
+
+        def model_only() -> None:
+            with torch.inference_mode():
+                for _ in range(0, studies, BATCH):
+                    model(**batch)
+
+        timings = time_interleaved({"score": run_score, "naive": lambda: naive_loop(model, data),
+                                    "model-only": model_only}, repeats=repeats, warmup=1)
+        rates = {name: studies / t.median for name, t in timings.items()}
+
+        def generation(num_beams: int) -> float:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                model.generate_findings(**batch, num_beams=num_beams, max_new_tokens=args.max_new_tokens)
+            return (time.perf_counter() - start) / len(ready)
+
+        generation(1)
+        gen_ms = {"greedy": 1e3 * min(generation(1) for _ in range(repeats)),
+                  "beam3": 1e3 * min(generation(3) for _ in range(repeats))}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    rows = [{"contender": name, "studies/s": rate, "median s": timings[name].median,
+             "cpu s": timings[name].cpu_median, "spread": timings[name].spread} for name, rate in rates.items()]
+    print(f"\ninput: {studies} studies of {source}; model: default MultimodalConfig "
+          f"({config.image_size} px), batch {BATCH}, {args.threads} threads, {args.workers} decode worker(s)")
+    print(format_table(rows, ["contender", "studies/s", "median s", "cpu s", "spread"]))
+    ratios = {"score_vs_naive": rates["score"] / rates["naive"],
+              "score_vs_model_only": rates["score"] / rates["model-only"]}
+    print(f"score / naive = {ratios['score_vs_naive']:.2f}x (target >= 5x); "
+          f"score / model-only = {ratios['score_vs_model_only']:.2f}x (target >= 0.8x)")
+    print(f"findings generation, extra ms per study ({args.max_new_tokens} new tokens): "
+          f"greedy {gen_ms['greedy']:.0f}, beam 3 {gen_ms['beam3']:.0f}")
+    write_json({"benchmark": "inference", "machine": machine_description(), "source": source, "studies": studies,
+                "repeats": repeats, "batch": BATCH, "threads": args.threads, "workers": args.workers,
+                "image_size": config.image_size, "rows": rows, "ratios": ratios,
+                "generation_ms_per_study": gen_ms, "max_new_tokens": args.max_new_tokens}, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
