@@ -105,3 +105,32 @@ def test_cli_pacs_score_stores_the_predictors_probabilities(orthanc, phantom_stu
     expected = Predictor.from_pretrained(tiny_model_dir, device="cpu").predict(frontal_first(phantom_study))
     assert _sr_probabilities(sr) == pytest.approx(
         {name: obs.probability for name, obs in expected.observations.items()}, abs=1e-5)
+
+
+def test_retries_5xx_and_sends_the_bearer_token():
+    """A server that answers 503 twice, then an empty QIDO result: the client retries and succeeds."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(503 if len(seen) <= 2 else 200)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.end_headers()
+            if len(seen) > 2:
+                self.wfile.write(b"[]")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pacs = DicomwebPacs(f"http://127.0.0.1:{server.server_port}/dicom-web", token="t0k3n", backoff=0.01)
+        assert pacs.find_studies(modalities=("DX",)) == []
+    finally:
+        server.shutdown()
+    assert seen == ["Bearer t0k3n"] * 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 import pytest
 import requests
 
+from multimodal.pacs import PacsError
 from multimodal.pacs.dicomweb import DicomwebPacs
 from multimodal.pacs.listener import Destination, Listener, c_store, listen
 from multimodal.pacs.scoring import sr_algorithm
@@ -64,6 +66,19 @@ def test_calling_aet_not_allowed_is_rejected(orthanc, tmp_path, scorer, listener
     with _listener(tmp_path, scorer, orthanc, listener_port, allowed_aets=["PACS1"]):
         assert c_echo(listener_port, LISTENER_AET, calling_aet="INTRUDER") is None
         assert c_echo(listener_port, LISTENER_AET, calling_aet="PACS1") == 0
+
+
+def test_new_study_beyond_max_queue_is_refused_until_there_is_room(orthanc, tmp_path, scorer, listener_port,
+                                                                     phantom_study):
+    second = copy.deepcopy(phantom_study)
+    for ds in second:
+        ds.StudyInstanceUID = "1.2.3.4.5"
+    here = Destination(LISTENER_AET, "127.0.0.1", listener_port)
+    with Listener(scorer, tmp_path / "spool", aet=LISTENER_AET, port=listener_port, quiet_period=3600, max_queue=1):
+        c_store(phantom_study, here)
+        with pytest.raises(PacsError, match="0xA700"):
+            c_store(second, here)
+    assert not (tmp_path / "spool" / "incoming" / "1.2.3.4.5").exists()
 
 
 def test_unreadable_study_goes_to_failed_with_reason(orthanc, tmp_path, listener_port, phantom_study):
