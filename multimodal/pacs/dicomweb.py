@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from urllib3.util.retry import Retry
 
 from multimodal.pacs import PacsError
 from multimodal.pacs.scoring import StudyScorer, load_scorer
-from preprocessing.errors import MmdxError
+from preprocessing.errors import ConfigError, MmdxError
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ class DicomwebPacs:
                 page = search(limit=QIDO_PAGE, offset=len(rows), **kwargs)
             before = len(rows)
             rows.update((json.dumps(row, sort_keys=True), row) for row in page)
+            if len(page) == QIDO_PAGE and len(rows) == before:
+                log.warning("%s ignores the QIDO-RS offset; results may stop at %d rows", self.url, len(rows))
             if len(page) < QIDO_PAGE or len(rows) == before:
                 return [Dataset.from_json(row) for row in rows.values()]
 
@@ -199,6 +202,8 @@ def score_pacs(url: str, model_dir: str | Path | None = None, studies: Sequence[
 
     Returns a summary: ``{"url", "found", "scored", "skipped", "failed", "studies": [...]}``.
     """
+    if since is not None and not re.fullmatch(r"\d{8}", since):
+        raise ConfigError("since", f"expected a date YYYYMMDD, got {since!r}")
     modalities = tuple(m.strip().upper() for m in modality.split(",") if m.strip())
     pacs = DicomwebPacs(url, user=user, password=password, token=token, verify=verify, ca_bundle=ca_bundle,
                         timeout=timeout)

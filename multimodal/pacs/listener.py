@@ -17,7 +17,6 @@ import logging
 import os
 import queue
 import re
-import shutil
 import signal
 import threading
 import time
@@ -38,7 +37,6 @@ from pynetdicom.sop_class import (
 )
 
 from multimodal.pacs import PacsError
-from preprocessing.errors import MmdxError
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +210,7 @@ class Listener:
         try:
             datasets = [pydicom.dcmread(f) for f in files]
             sr = self.scorer(datasets)
-        except (MmdxError, pydicom.errors.InvalidDicomError, ValueError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 (one bad study must not stop the worker thread)
             log.error("study %s could not be scored: %s", uid, err)
             self._move(uid, files, self.failed, note=f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
             return
