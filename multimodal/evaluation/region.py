@@ -1,10 +1,12 @@
 """Where the model looks: pointing game on radiologist boxes, zone-level F1, heat-map overlays.
 
 Pointing game (Zhang et al. 2016, as used for NIH ChestX-ray8 by Wang et al. 2017 and later work):
-a hit when the arg-max of an observation's heat map, mapped back to the original image, falls inside
-one of that observation's boxes enlarged by a tolerance. The published tolerance is 15 px on NIH's
-1024-px images; we keep it as a fraction of the image's longer side (15/1024 = 1.46 %), i.e. 7.5 px
-on the 512-px NIH PNGs here, 15 px on 1024-px originals, ~44 px on a 3000-px DICOM.
+a hit when the arg-max of an observation's heat map falls inside one of that observation's boxes
+enlarged by a tolerance. The published tolerance is 15 px on NIH's 1024-px images; we keep it as a
+fraction of the image's longer side (15/1024 = 1.46 %), i.e. 7.5 px on the 512-px NIH PNGs here,
+15 px on 1024-px originals, ~44 px on a 3000-px DICOM. Because the letterbox that maps an original
+image into the model's square is one uniform scale plus a shift, testing in the square with
+``15 * S / 1024`` px is the same test as in original pixels.
 """
 
 from __future__ import annotations
@@ -19,32 +21,24 @@ NIH_TOLERANCE_PX = 15.0
 NIH_REFERENCE_SIZE = 1024.0
 
 
-def tolerance_px(original_size: tuple[int, int]) -> float:
-    """Pointing-game tolerance in original pixels for an image of ``(height, width)``."""
-    return NIH_TOLERANCE_PX * max(original_size) / NIH_REFERENCE_SIZE
+def tolerance_px(image_shape: tuple[int, int]) -> float:
+    """Pointing-game tolerance in pixels of an image of ``(height, width)``: 15 px per 1024 px of its longer side."""
+    return NIH_TOLERANCE_PX * max(image_shape) / NIH_REFERENCE_SIZE
 
 
-def heatmap_peak(heatmap: np.ndarray, image_size: int, scale: float, pad_x: float, pad_y: float) -> tuple[float, float]:
-    """Arg-max of one heat map, in original-image pixels.
+def heatmap_peak(heatmap: np.ndarray, image_size: int) -> tuple[float, float]:
+    """Arg-max of one heat map, in pixels of the model's square input.
 
-    Args:
-        heatmap: float ``[h, w]`` logits or probabilities on the patch grid of the model's square input.
-        image_size: side S of the model's square input (px).
-        scale, pad_x, pad_y: the letterbox geometry: original pixel ``(x, y)`` sits at
-            ``(x * scale + pad_x, y * scale + pad_y)`` in the square (px).
-
-    Returns:
-        ``(x, y)`` in original pixels (x to the right, y down). The map is bilinearly upsampled to
-        the square and the padding excluded, so the peak lands on image content.
+    ``heatmap`` is float ``[h, w]`` on the patch grid of the ``image_size`` x ``image_size`` input;
+    it is bilinearly upsampled to that square first (as when drawn over the image), so the peak is a
+    pixel, not a cell. Returns ``(x, y)`` (x to the right, y down) at the pixel's centre. A point in
+    the square maps to the original image through the letterbox geometry's inverse (one uniform
+    scale and a shift), which is why comparing in the square with a scaled tolerance is exact.
     """
     up = F.interpolate(torch.as_tensor(heatmap, dtype=torch.float32)[None, None], size=(image_size, image_size),
                        mode="bilinear", align_corners=False)[0, 0]
-    content = torch.full_like(up, float("-inf"))
-    x0, y0 = int(np.floor(pad_x)), int(np.floor(pad_y))
-    x1, y1 = int(np.ceil(image_size - pad_x)), int(np.ceil(image_size - pad_y))
-    content[y0:y1, x0:x1] = up[y0:y1, x0:x1]
-    iy, ix = divmod(int(torch.argmax(content)), image_size)
-    return (ix + 0.5 - pad_x) / scale, (iy + 0.5 - pad_y) / scale
+    iy, ix = divmod(int(torch.argmax(up)), image_size)
+    return ix + 0.5, iy + 0.5
 
 
 def point_in_boxes(x: float, y: float, boxes: list[tuple[float, float, float, float]], tolerance: float) -> bool:

@@ -6,6 +6,7 @@ Every error is a :class:`~preprocessing.errors.ConfigError` naming the dotted ke
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 from pathlib import Path
@@ -89,7 +90,8 @@ class TrainConfig(_Section):
     checkpoint_every: int | None = Field(None, ge=1, description="steps between resumable states; None: at each evaluation")
     halt_after_steps: int | None = Field(None, ge=1, description="save the state and exit after this many steps "
                                          "(time-boxed jobs; continue with --resume)")
-    ddp_find_unused_parameters: bool = False
+    ddp_find_unused_parameters: bool = Field(True, description="DDP: tolerate trainable parameters without a "
+                                             "gradient (MONAI ViT blocks carry an unused norm_cross_attn); false is faster")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -161,7 +163,7 @@ def load_train_config(config: str | Path | dict[str, Any] | TrainConfig, overrid
     if isinstance(config, TrainConfig):
         tree = config.model_dump()
     elif isinstance(config, dict):
-        tree = dict(config)
+        tree = copy.deepcopy(config)
     else:
         path = Path(config)
         try:

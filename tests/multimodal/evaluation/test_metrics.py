@@ -107,22 +107,14 @@ def test_meteor_runs_through_java_and_rewards_partial_matches():
     assert 0.3 < meteor < 1.0
 
 
-def test_pointing_game_maps_the_peak_through_the_letterbox():
-    # A 200 x 100 (H x W) image letterboxed into 64 px: scale 0.32, 16 px of padding left and right.
+def test_pointing_game_peak_is_the_upsampled_maximum_in_input_pixels():
     heat = np.zeros((4, 4))
-    heat[1, 2] = 1.0  # the cell spanning x 32-48, y 16-32 of the square
-    x, y = heatmap_peak(heat, 64, scale=0.32, pad_x=16, pad_y=0)
-    assert (x, y) == pytest.approx(((39.5 - 16) / 0.32, 23.5 / 0.32))
-    assert point_in_boxes(x, y, [(60, 60, 20, 20)], tolerance=0)
-    assert not point_in_boxes(x, y, [(80, 60, 20, 20)], tolerance=tolerance_px((200, 100)))
-    assert point_in_boxes(x, y, [(80, 60, 20, 20)], tolerance=7.0)
-
-
-def test_peak_never_lands_in_the_padding():
-    heat = np.zeros((4, 4))
-    heat[:, 0] = 1.0  # the strongest column is all padding
-    x, _ = heatmap_peak(heat, 64, scale=0.32, pad_x=16, pad_y=0)
-    assert 0 <= x <= 100
+    heat[1, 2] = 1.0  # the cell spanning x 32-48, y 16-32 of a 64-px input
+    x, y = heatmap_peak(heat, 64)
+    assert 32 <= x <= 48 and 16 <= y <= 32
+    assert point_in_boxes(x, y, [(30, 10, 20, 20)], tolerance=0)
+    assert not point_in_boxes(x, y, [(45, 10, 20, 20)], tolerance=tolerance_px((64, 64)))  # ~0.9 px
+    assert point_in_boxes(x, y, [(45, 10, 20, 20)], tolerance=6.0)
 
 
 def test_tolerance_is_15_px_at_1024_and_scales_with_the_image():

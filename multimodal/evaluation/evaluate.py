@@ -1,0 +1,170 @@
+"""`evaluate(model_dir, manifest, out, ...)`: every metric of a trained model on one split, with pictures.
+
+Writes into ``out``: ``metrics.json`` (a ``summary`` of headline numbers plus the full
+classification / region / findings / clinical sections), ``roc.png``, ``overlays/*.png`` (heat maps
+over the input with the radiologist boxes and the pointing-game peak) and ``findings.jsonl``
+(reference and generated findings per study).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from multimodal.data.dataset import StudyDataset, collate_studies
+from multimodal.data.manifest import load_manifest
+from multimodal.evaluation.caption import caption_metrics
+from multimodal.evaluation.classification import classification_metrics, plot_roc
+from multimodal.evaluation.region import heatmap_peak, point_in_boxes, pointing_game, save_overlay, tolerance_px, zone_f1
+from multimodal.models.modeling import MultimodalModel
+from preprocessing.errors import ConfigError
+
+SUMMARY_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
+
+
+@torch.no_grad()
+def predict(model: MultimodalModel, loader: DataLoader, device: torch.device, generate: bool) -> dict[str, Any]:
+    """Run the model over a loader; returns stacked numpy arrays and per-study lists.
+
+    Keys: ``probs``/``labels``/``label_mask`` ``[N, D]``, ``heatmaps`` ``[N, D, h, w]`` (probabilities),
+    ``zone_probs``/``zone_targets`` ``[N, D, Z]``, ``zone_mask`` ``[N, D]``, ``images`` ``[N, S, S]``
+    (first view, normalised), ``study_ids``, ``boxes`` (model-input pixels) and ``generated`` (str or
+    None per study).
+    """
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    keys = ("probs", "labels", "label_mask", "heatmaps", "zone_probs", "zone_targets", "zone_mask", "images")
+    parts: dict[str, list] = defaultdict(list)
+    for batch, meta in tqdm(loader, desc="evaluate", dynamic_ncols=True):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        inputs = {k: batch[k] for k in ("pixel_values", "view_mask", "input_ids", "attention_mask")}
+        with amp:
+            out = model(**inputs)
+            texts = model.generate_findings(**inputs) if generate else [None] * len(meta["study_ids"])
+        values = {"probs": out.probs, "labels": batch["labels"], "label_mask": batch["label_mask"],
+                  "heatmaps": out.heatmaps.sigmoid(), "zone_probs": out.zone_probs,
+                  "zone_targets": batch["zone_targets"], "zone_mask": batch["zone_mask"],
+                  "images": batch["pixel_values"][:, 0, 0]}
+        for k in keys:
+            parts[k].append(values[k].float().cpu().numpy() if values[k].is_floating_point() else values[k].cpu().numpy())
+        parts["study_ids"] += meta["study_ids"]
+        parts["boxes"] += meta["boxes"]
+        parts["generated"] += texts
+    return {k: (np.concatenate(v) if k in keys else v) for k, v in parts.items()}
+
+
+def region_metrics(pred: dict[str, Any], observations: list[str], zones: list[str], image_size: int
+                   ) -> tuple[dict, list]:
+    """Pointing game over every (study, observation) with boxes, and zone-level F1.
+
+    Returns ``(metrics, trials)``; a trial is ``(study index, observation index, boxes, peak, hit)``.
+    The peak and the boxes are compared in the model's letterboxed square. Letterboxing is one
+    uniform scale, so a tolerance of ``15 * S / 1024`` square pixels is exactly 15 px per 1024 px of
+    the original image's longer side (7.5 px on NIH's 512-px PNGs, 15 px on its 1024-px originals).
+    """
+    tolerance = tolerance_px((image_size, image_size))
+    hits: dict[str, list[bool]] = {name: [] for name in observations}
+    trials = []
+    index = {name.lower().replace("_", " "): d for d, name in enumerate(observations)}
+    for n, boxes in enumerate(pred["boxes"]):
+        by_label = defaultdict(list)
+        for box in boxes:
+            d = index.get(box["label"].lower().replace("_", " "))
+            if d is not None:
+                by_label[d].append(tuple(box["xywh"]))
+        for d, rects in by_label.items():
+            x, y = heatmap_peak(pred["heatmaps"][n, d], image_size)
+            hit = point_in_boxes(x, y, rects, tolerance)
+            hits[observations[d]].append(hit)
+            trials.append((n, d, rects, (x, y), hit))
+    result = {"pointing_game": pointing_game(hits), "tolerance_px_model_input": tolerance,
+              "zones": zone_f1(pred["zone_probs"], pred["zone_targets"], pred["zone_mask"], zones)}
+    return result, trials
+
+
+def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split: str | None = "test",
+             batch_size: int = 16, device: str | None = None, generate: bool = True, n_bootstrap: int = 500,
+             overlays: int = 8, num_workers: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Evaluate a saved model on the studies of ``manifest`` in ``split`` (all studies when None).
+
+    Classification uses the thresholds stored in the model's config (tuned on validation during
+    training). Returns the dict written to ``out/metrics.json``; ``result["summary"]`` holds
+    ``macro_auroc`` (+ ``macro_auroc_ci``), ``micro_auroc``, ``macro_ap``, ``macro_f1``,
+    ``pointing_game``, ``zone_f1``, BLEU-1..4, ``meteor``, ``rouge_l``, ``cider``, ``clinical_f1``
+    and ``n_studies`` (None where not measurable, e.g. no boxes or no reference text).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = MultimodalModel.from_pretrained(model_dir, device=dev)
+    config = model.config
+    records = load_manifest(manifest, splits=split)
+    if not records:
+        raise ConfigError("--split", f"no study with split {split!r} in {manifest}")
+    dataset = StudyDataset(records, config, tokenizer=model.tokenizer, train=False, grid_size=model.grid_size)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_studies, num_workers=num_workers)
+    pred = predict(model, loader, dev, generate)
+
+    observations = list(config.observations)
+    thresholds = np.array([config.thresholds.get(o, 0.5) for o in observations])
+    classification = classification_metrics(pred["probs"], pred["labels"], pred["label_mask"], observations,
+                                            thresholds, n_bootstrap=n_bootstrap, seed=seed)
+    classification["thresholds"] = dict(zip(observations, thresholds.tolist()))
+    plot_roc(pred["probs"], pred["labels"], pred["label_mask"], observations, out / "roc.png")
+    region, trials = region_metrics(pred, observations, list(config.zones), config.image_size)
+    _write_overlays(pred, trials, observations, out / "overlays", overlays)
+
+    references = [r.findings for r in records]
+    has_text = generate and any(r and r.strip() for r in references)
+    findings = caption_metrics(references, pred["generated"]) if has_text else None
+    clinical = _clinical(references, pred["generated"], observations) if has_text else None
+    if generate:
+        with open(out / "findings.jsonl", "w") as f:
+            for sid, ref, gen in zip(pred["study_ids"], references, pred["generated"]):
+                f.write(json.dumps({"study_id": sid, "reference": ref, "generated": gen}) + "\n")
+
+    summary = {
+        "n_studies": len(records),
+        "macro_auroc": classification["macro"]["auroc"], "macro_auroc_ci": classification.get("ci", {}).get("macro_auroc"),
+        "micro_auroc": classification["micro"]["auroc"], "macro_ap": classification["macro"]["ap"],
+        "macro_f1": classification["macro"]["f1"],
+        "pointing_game": region["pointing_game"]["mean"], "zone_f1": region["zones"]["micro_f1"],
+        **{k: (findings or {}).get(k) for k in SUMMARY_KEYS},
+        "clinical_f1": clinical["micro"]["f1"] if clinical else None,
+    }
+    result = {"summary": summary, "model": str(model_dir), "manifest": str(manifest), "split": split,
+              "classification": classification, "region": region, "findings": findings, "clinical": clinical}
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _clinical(references: list[str], generated: list[str], observations: list[str]) -> dict | None:
+    """Clinical efficacy over the model's observations; None when the labeler does not know them."""
+    from multimodal.evaluation.clinical import clinical_efficacy
+
+    try:
+        return clinical_efficacy(references, generated, observations)
+    except ValueError:
+        return None
+
+
+def _write_overlays(pred: dict[str, Any], trials: list, observations: list[str], folder: Path, limit: int) -> None:
+    """PNG overlays for the first ``limit`` pointing-game trials (or top predictions when no boxes)."""
+    if limit <= 0:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    if not trials:  # no boxes: show each study's most probable observation
+        trials = [(n, int(pred["probs"][n].argmax()), [], heatmap_peak(pred["heatmaps"][n, int(pred["probs"][n].argmax())],
+                   pred["images"].shape[-1]), None) for n in range(min(limit, len(pred["probs"])))]
+    for n, d, rects, peak, hit in trials[:limit]:
+        verdict = "" if hit is None else (" hit" if hit else " miss")
+        title = f"{pred['study_ids'][n]}: {observations[d]} p={pred['probs'][n, d]:.2f}{verdict}"
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{pred['study_ids'][n]}_{observations[d]}")
+        save_overlay(pred["images"][n], pred["heatmaps"][n, d], folder / f"{safe}.png", title, rects, peak)

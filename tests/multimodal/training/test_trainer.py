@@ -1,0 +1,68 @@
+"""Training runs end to end, resumes exactly after a stop, and runs as two processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from multimodal.models.modeling import MultimodalModel
+from multimodal.training import train
+from preprocessing.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_stopped_and_resumed_run_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path):
+    full = train(tiny_config, tmp_path / "full")
+    assert full.steps == 4 and full.best is not None
+    # A time-boxed first job stops after 2 of 4 steps; the second continues from RUN_DIR/state.
+    part = train(tiny_config, tmp_path / "part", overrides=["halt_after_steps=2"])
+    assert part.steps == 2
+    resumed = train(tiny_config, tmp_path / "part", resume=True)
+    assert resumed.steps == 4
+    a, b = _weights(full.last), _weights(resumed.last)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert (tmp_path / "part" / "history.jsonl").read_text().count("\n") == 2  # evaluations at steps 2 and 4
+
+
+def test_run_dir_holds_loadable_checkpoints_with_tuned_thresholds_and_resolved_config(tiny_config, tmp_path):
+    result = train(tiny_config, tmp_path / "run", overrides=["optim.max_steps=2"])
+    model = MultimodalModel.from_pretrained(result.best)
+    assert set(model.config.thresholds) == set(model.config.observations)
+    assert "macro_auroc" in result.best_metrics and "val_loss" in result.metrics
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["optim"]["max_steps"] == 2 and saved["optim"]["grad_accum"] == 1  # defaults filled in
+    assert any((tmp_path / "run" / "tb").rglob("events.out.tfevents.*"))
+    with pytest.raises(ConfigError, match="--resume"):  # refuses to overwrite a run silently
+        train(tiny_config, tmp_path / "run")
+
+
+def test_two_cpu_processes_train_and_write_one_checkpoint(tiny_config, tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config))
+    # `accelerate launch --cpu` starts one process unless MPI is set up; the torchrun-based launcher
+    # (--multi_gpu) with ACCELERATE_USE_CPU starts two CPU processes that talk over gloo.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", "0", "-m", "multimodal.cli", "train",
+           "--config", str(config), "--set", "optim.max_steps=2", "--out", str(tmp_path / "ddp")]
+    done = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    run = tmp_path / "ddp"
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["best", "last", "state", "tb"]
+    assert (run / "last" / "model.safetensors").is_file()
+    assert len(list((run / "state").glob("random_states_*.pkl"))) == 2  # one RNG state per process
