@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.bench_train import MATCHED, PRECISIONS, BenchSize, build, mmdx_batch  # noqa: E402
+from benchmarks.bench_train import MATCHED, PRECISIONS, BenchSize, Setup, build, mmdx_batch  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     format_table,
     machine_description,
@@ -46,12 +46,12 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
-def _forward_backward(size: BenchSize, device: torch.device, precision: str):
+def _forward_backward(size: BenchSize, setup: Setup, precision: str):
     """A closure running one forward + backward of mmdx at ``size`` (gradients dropped after)."""
-    contender = build("mmdx", size, device)
+    contender = build("mmdx", size, setup)
 
     def step() -> None:
-        with _autocast(device, precision):
+        with _autocast(setup.device, precision):
             loss = contender.loss(contender.model, contender.batch)
         loss.backward()
         contender.model.zero_grad(set_to_none=True)
@@ -59,10 +59,10 @@ def _forward_backward(size: BenchSize, device: torch.device, precision: str):
     return step
 
 
-def _train_sweep(key: str, sizes: list[BenchSize], device: torch.device, precision: str, repeats: int) -> list[dict]:
+def _train_sweep(key: str, sizes: list[BenchSize], setup: Setup, precision: str, repeats: int) -> list[dict]:
     """Forward + backward seconds per sample at each size, interleaved."""
-    steps = {str(getattr(s, key)): _forward_backward(s, device, precision) for s in sizes}
-    timings = time_interleaved(steps, repeats=repeats, warmup=1, device=device)
+    steps = {str(getattr(s, key)): _forward_backward(s, setup, precision) for s in sizes}
+    timings = time_interleaved(steps, repeats=repeats, warmup=1, device=setup.device)
     return [
         {
             "sweep": key,
@@ -79,10 +79,11 @@ def _train_sweep(key: str, sizes: list[BenchSize], device: torch.device, precisi
     ]
 
 
-def _text_sweep(lengths: list[int], batch: int, device: torch.device, precision: str, repeats: int) -> list[dict]:
+def _text_sweep(lengths: list[int], batch: int, setup: Setup, precision: str, repeats: int) -> list[dict]:
     """Inference peak memory and time per sample at each text length (one model, max length = longest)."""
+    device = setup.device
     base = replace(MATCHED, batch_size=batch, text_tokens=max(lengths))
-    model = build("mmdx", base, device).model.eval()
+    model = build("mmdx", base, setup).model.eval()
     generator = torch.Generator().manual_seed(0)
     batches = {
         n: {k: v.to(device) for k, v in mmdx_batch(replace(base, text_tokens=n), model.config, generator,
@@ -118,19 +119,20 @@ def _text_sweep(lengths: list[int], batch: int, device: torch.device, precision:
     return rows
 
 
-def run(plan: dict, precision: str, repeats: int, device: torch.device) -> dict[str, object]:
+def run(plan: dict, precision: str, repeats: int, setup: Setup) -> dict[str, object]:
     """All three sweeps; the JSON payload."""
     image = [replace(MATCHED, image_size=s, batch_size=plan["image_batch"]) for s in plan["image_sizes"]]
     batch = [replace(MATCHED, batch_size=b) for b in plan["batch_sizes"]]
-    rows = _train_sweep("image_size", image, device, precision, repeats)
-    rows += _train_sweep("batch_size", batch, device, precision, repeats)
-    rows += _text_sweep(plan["text_lengths"], plan["text_batch"], device, precision, repeats)
+    rows = _train_sweep("image_size", image, setup, precision, repeats)
+    rows += _train_sweep("batch_size", batch, setup, precision, repeats)
+    rows += _text_sweep(plan["text_lengths"], plan["text_batch"], setup, precision, repeats)
     return {
         "benchmark": "scaling",
         "plan": plan,
         "precision": precision,
+        "pretrained": setup.pretrained,
         "repeats": repeats,
-        "machine": machine_description(device),
+        "machine": machine_description(setup.device),
         "results": rows,
     }
 
@@ -146,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--random-init", action="store_true", help="random weights instead of the packaged MiniLM")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
 
     setup_threads(args.threads)
-    payload = run(SMALL if args.small else FULL, args.precision, args.repeats, torch.device(args.device))
+    setup = Setup(torch.device(args.device), pretrained=not args.random_init)
+    payload = run(SMALL if args.small else FULL, args.precision, args.repeats, setup)
     print(format_table(payload["results"], TABLE_COLUMNS))
     if path := write_json(payload, args.out):
         print(f"wrote {path}")

@@ -77,6 +77,17 @@ SMALL = replace(MATCHED, image_size=128, batch_size=4, text_tokens=32)
 TINY = replace(MATCHED, image_size=64, vision_layers=1, text_layers=1, fusion_layers=1, text_tokens=16, batch_size=2)
 
 
+@dataclass(frozen=True)
+class Setup:
+    """How every contender is built and trained: device, optimizer (a key of :data:`OPTIMIZERS`),
+    and pretrained or random starting weights (random: same speed, for machines that carry only
+    the MiniLM's config and tokenizer)."""
+
+    device: torch.device = torch.device("cpu")
+    optimizer: str = "adamw"
+    pretrained: bool = True
+
+
 @dataclass
 class Contender:
     """A model, one synthetic batch on its device, and how to get a scalar training loss from both."""
@@ -144,35 +155,36 @@ def mmdx_batch(size: BenchSize, config, generator: torch.Generator, targets: boo
     }
 
 
-def build_mmdx(size: BenchSize, generator: torch.Generator) -> Contender:
+def build_mmdx(size: BenchSize, generator: torch.Generator, pretrained: bool = True) -> Contender:
     """mmdx at ``size`` with all its losses on (classification, region, zone, findings)."""
     from multimodal.models import MultimodalModel
 
     config = mmdx_config(size)
-    model = MultimodalModel.from_config(config)
+    model = MultimodalModel.from_config(config, load_pretrained=pretrained)
     return Contender("mmdx", model, mmdx_batch(size, config, generator), lambda m, x: m(**x).loss)
 
 
-def build_mmdx_cls(size: BenchSize, generator: torch.Generator) -> Contender:
+def build_mmdx_cls(size: BenchSize, generator: torch.Generator, pretrained: bool = True) -> Contender:
     """mmdx trained on Transchex's task only: classification (plus the cheap region/zone terms),
     no findings decoding; the decoder's parameters still exist but get no gradient."""
-    contender = build_mmdx(size, generator)
+    contender = build_mmdx(size, generator, pretrained)
     for key in ("findings_ids", "findings_mask"):
         del contender.batch[key]
     contender.name = "mmdx-cls"
     return contender
 
 
-def _minilm_as_pytorch_bin(directory: Path) -> Path:
-    """Write the packaged MiniLM's weights as ``pytorch_model.bin`` (the file MONAI's loader reads)."""
+def _minilm_as_pytorch_bin(directory: Path, pretrained: bool) -> Path:
+    """Write the packaged MiniLM's weights as ``pytorch_model.bin`` (the file MONAI's loader reads);
+    without ``pretrained`` an empty state, so that MONAI keeps its random initialisation."""
     from safetensors.torch import load_file
 
-    state = load_file(default_text_encoder_path() / "model.safetensors")
+    state = load_file(default_text_encoder_path() / "model.safetensors") if pretrained else {}
     torch.save(state, directory / "pytorch_model.bin")
     return directory
 
 
-def build_transchex(size: BenchSize, generator: torch.Generator) -> Contender:
+def build_transchex(size: BenchSize, generator: torch.Generator, pretrained: bool = True) -> Contender:
     """MONAI Transchex at ``size``, its BERT embeddings loaded from the packaged MiniLM, BCE loss."""
     from monai.networks.nets import Transchex
 
@@ -188,7 +200,7 @@ def build_transchex(size: BenchSize, generator: torch.Generator) -> Contender:
             hidden_size=size.hidden_size,
             num_attention_heads=size.num_heads,
             intermediate_size=size.mlp_size,
-            path_or_repo_id=_minilm_as_pytorch_bin(Path(tmp)),
+            path_or_repo_id=_minilm_as_pytorch_bin(Path(tmp), pretrained),
         )
     b, s = size.batch_size, size.image_size
     batch = {
@@ -204,9 +216,9 @@ def build_transchex(size: BenchSize, generator: torch.Generator) -> Contender:
     return Contender("transchex", model, batch, loss)
 
 
-def build_ved(size: BenchSize, generator: torch.Generator) -> Contender:
+def build_ved(size: BenchSize, generator: torch.Generator, pretrained: bool = True) -> Contender:
     """HF VisionEncoderDecoderModel: ViT encoder + MiniLM-initialised BERT decoder, captioning loss."""
-    from transformers import BertLMHeadModel, ViTConfig, ViTModel, VisionEncoderDecoderModel
+    from transformers import BertConfig, BertLMHeadModel, ViTConfig, ViTModel, VisionEncoderDecoderModel
 
     encoder = ViTModel(
         ViTConfig(
@@ -221,13 +233,12 @@ def build_ved(size: BenchSize, generator: torch.Generator) -> Contender:
         add_pooling_layer=False,
     )
     # The decoder gets the text and fusion layer budget: each layer self-attends and cross-attends.
-    decoder = BertLMHeadModel.from_pretrained(
-        default_text_encoder_path(),
-        num_hidden_layers=size.text_layers,
-        num_attention_heads=size.num_heads,
-        is_decoder=True,
-        add_cross_attention=True,
-    )
+    decoder_size = {"num_hidden_layers": size.text_layers, "num_attention_heads": size.num_heads,
+                    "is_decoder": True, "add_cross_attention": True}
+    if pretrained:
+        decoder = BertLMHeadModel.from_pretrained(default_text_encoder_path(), **decoder_size)
+    else:
+        decoder = BertLMHeadModel(BertConfig.from_pretrained(default_text_encoder_path(), **decoder_size))
     model = VisionEncoderDecoderModel(encoder=encoder, decoder=decoder)
     model.config.decoder_start_token_id = 101
     model.config.pad_token_id = 0
@@ -236,7 +247,7 @@ def build_ved(size: BenchSize, generator: torch.Generator) -> Contender:
     return Contender("ved", model, batch, lambda m, x: m(**x).loss)
 
 
-BUILDERS: dict[str, Callable[[BenchSize, torch.Generator], Contender]] = {
+BUILDERS: dict[str, Callable[[BenchSize, torch.Generator, bool], Contender]] = {
     "mmdx": build_mmdx,
     "mmdx-cls": build_mmdx_cls,
     "transchex": build_transchex,
@@ -244,8 +255,8 @@ BUILDERS: dict[str, Callable[[BenchSize, torch.Generator], Contender]] = {
 }
 
 
-def build(name: str, size: BenchSize, device: torch.device) -> Contender:
-    """Build contender ``name`` in training mode with its batch on ``device`` (fixed seed)."""
+def build(name: str, size: BenchSize, setup: Setup) -> Contender:
+    """Build contender ``name`` in training mode with its batch on ``setup.device`` (fixed seed)."""
     from transformers.utils import logging as hf_logging
 
     # Loading the first layers of MiniLM reports the unused ones and new cross-attention: expected.
@@ -253,26 +264,27 @@ def build(name: str, size: BenchSize, device: torch.device) -> Contender:
     hf_logging.disable_progress_bar()
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    contender = BUILDERS[name](size, generator)
-    contender.model.to(device).train()
-    contender.batch = {k: v.to(device) for k, v in contender.batch.items()}
+    contender = BUILDERS[name](size, generator, setup.pretrained)
+    contender.model.to(setup.device).train()
+    contender.batch = {k: v.to(setup.device) for k, v in contender.batch.items()}
     return contender
 
 
 def make_train_step(
-    contender: Contender, device: torch.device, precision: str, optimizer: str = "adamw"
-) -> Callable[[], None]:
-    """One optimisation step on the contender's batch under autocast ``precision`` (fp32: none).
+    contender: Contender, setup: Setup, precision: str, lr: float = 1e-4
+) -> Callable[[], torch.Tensor]:
+    """A closure doing one optimisation step on the contender's batch under autocast ``precision``
+    (fp32: none) and returning the detached loss (no device sync).
 
-    Every contender gets the same ``optimizer`` (a key of :data:`OPTIMIZERS`) over its trainable
-    parameters. fp16 uses a gradient scaler, as any fp16 training must; bf16 needs none.
+    Every contender gets the same optimizer over its trainable parameters. fp16 uses a gradient
+    scaler, as any fp16 training must; bf16 needs none.
     """
-    dtype = PRECISIONS[precision]
+    device, dtype = setup.device, PRECISIONS[precision]
     trainable = [p for p in contender.model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=1e-4, **OPTIMIZERS[optimizer])
+    opt = torch.optim.AdamW(trainable, lr=lr, **OPTIMIZERS[setup.optimizer])
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
 
-    def step() -> None:
+    def step() -> torch.Tensor:
         autocast = (
             torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         )
@@ -282,6 +294,7 @@ def make_train_step(
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
+        return loss.detach()
 
     step.optimizer = opt  # type: ignore[attr-defined]
     return step
@@ -293,18 +306,17 @@ def run(
     precisions: list[str],
     repeats: int,
     warmup: int,
-    device: torch.device,
-    optimizer: str = "adamw",
+    setup: Setup,
 ) -> dict[str, object]:
     """Time every (contender, precision) interleaved, then measure peak memory; return the JSON payload."""
-    contenders = {name: build(name, size, device) for name in names}
-    steps = {(n, p): make_train_step(contenders[n], device, p, optimizer) for n in names for p in precisions}
+    contenders = {name: build(name, size, setup) for name in names}
+    steps = {(n, p): make_train_step(contenders[n], setup, p) for n in names for p in precisions}
     timings = time_interleaved(
-        {f"{n}@{p}": fn for (n, p), fn in steps.items()}, repeats=repeats, warmup=warmup, device=device
+        {f"{n}@{p}": fn for (n, p), fn in steps.items()}, repeats=repeats, warmup=warmup, device=setup.device
     )
     rows = []
     for (n, p), fn in steps.items():
-        with peak_memory(device) as mem:
+        with peak_memory(setup.device) as mem:
             fn()
         timing = timings[f"{n}@{p}"]
         state = [*contenders[n].model.parameters()]
@@ -330,30 +342,42 @@ def run(
     return {
         "benchmark": "train_step",
         "size": asdict(size),
-        "optimizer": optimizer,
+        "optimizer": setup.optimizer,
+        "pretrained": setup.pretrained,
         "repeats": repeats,
         "warmup": warmup,
-        "machine": machine_description(device),
+        "machine": machine_description(setup.device),
         "results": rows,
         "ratios": ratios,
     }
 
 
-def profile(
-    name: str, size: BenchSize, precision: str, device: torch.device, optimizer: str = "adamw", rows: int = 30
-) -> str:
+def profile(name: str, size: BenchSize, precision: str, setup: Setup, rows: int = 30) -> str:
     """torch.profiler table (self CPU/CUDA time) of two training steps of one contender, after warm-up."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    step = make_train_step(build(name, size, device), device, precision, optimizer)
+    step = make_train_step(build(name, size, setup), setup, precision)
     step()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    cuda = setup.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with torch_profile(activities=activities, record_shapes=True) as prof:
         for _ in range(2):
             step()
-    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=sort, row_limit=rows)
+    return prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=rows)
+
+
+def check_training(size: BenchSize, precision: str, setup: Setup, steps: int = 30, lr: float = 3e-4) -> dict:
+    """Train mmdx on one fixed batch for ``steps`` steps: the loss must stay finite and fall.
+
+    A correctness check of the training step on a new device or precision (fp16 overflow, bf16
+    loss of precision, kernels that differ from the CPU's), not a speed measurement.
+    """
+    step = make_train_step(build("mmdx", size, setup), setup, precision, lr=lr)
+    losses = [float(step()) for _ in range(steps)]
+    finite = all(torch.isfinite(torch.tensor(losses)).tolist())
+    return {"precision": precision, "steps": steps, "lr": lr, "losses": losses, "finite": finite,
+            "ok": finite and losses[-1] < 0.5 * losses[0]}
 
 
 TABLE_COLUMNS = [
@@ -374,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=",".join(BUILDERS), help="comma-separated subset of: " + ", ".join(BUILDERS))
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16 (autocast)")
     parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adamw", help="the same for every model")
+    parser.add_argument("--random-init", action="store_true", help="random weights instead of the packaged MiniLM")
     parser.add_argument("--batch-size", type=int, help="override the size's batch")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
@@ -381,21 +406,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--profile", metavar="MODEL", help="print a torch.profiler table for MODEL instead")
+    parser.add_argument("--check", type=int, metavar="STEPS",
+                        help="instead: train mmdx on one batch for STEPS steps per precision; exit 1 unless the loss falls")
     args = parser.parse_args(argv)
 
     setup_threads(args.threads)
     size = {"matched": MATCHED, "small": SMALL, "tiny": TINY}[args.size]
     if args.batch_size:
         size = replace(size, batch_size=args.batch_size)
-    device = torch.device(args.device)
+    setup = Setup(torch.device(args.device), args.optimizer, pretrained=not args.random_init)
     precisions = args.precisions.split(",")
     unknown = [p for p in precisions if p not in PRECISIONS] + [m for m in args.models.split(",") if m not in BUILDERS]
     if unknown:
         parser.error(f"unknown precision or model: {', '.join(unknown)}")
     if args.profile:
-        print(profile(args.profile, size, precisions[0], device, args.optimizer))
+        print(profile(args.profile, size, precisions[0], setup))
         return 0
-    payload = run(args.models.split(","), size, precisions, args.repeats, args.warmup, device, args.optimizer)
+    if args.check:
+        checks = [check_training(size, p, setup, steps=args.check) for p in precisions]
+        for c in checks:
+            print(f"{c['precision']}: loss {c['losses'][0]:.3f} -> {c['losses'][-1]:.3f} in {c['steps']} steps: "
+                  f"{'ok' if c['ok'] else 'FAILED'}")
+        write_json({"benchmark": "train_check", "size": asdict(size), "machine": machine_description(setup.device),
+                    "checks": checks}, args.out)
+        return 0 if all(c["ok"] for c in checks) else 1
+    payload = run(args.models.split(","), size, precisions, args.repeats, args.warmup, setup)
     print(report(payload))
     if path := write_json(payload, args.out):
         print(f"wrote {path}")
