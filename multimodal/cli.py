@@ -49,7 +49,10 @@ def _cmd_label(a: argparse.Namespace) -> int:
 def _cmd_train(a: argparse.Namespace) -> int:
     from multimodal.training.trainer import train
 
-    train(a.config, out=a.out, overrides=a.set, resume=a.resume)
+    result = train(a.config, out=a.out, overrides=a.set, resume=a.resume)
+    print(json.dumps({"steps": result.steps, "best": str(result.best) if result.best else None,
+                      "last": str(result.last), "best_metrics": result.best_metrics,
+                      "stopped_early": result.stopped_early}, indent=2))
     return 0
 
 
