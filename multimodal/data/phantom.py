@@ -204,13 +204,13 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
     texture = gaussian_filter(rng.standard_normal((n, n)).astype(np.float32), sigma=max(n / 200.0, 0.6))
     texture /= texture.std() + 1e-6
     hilum = np.minimum(cv.ellipse(0.38, 0.45, 0.2, 0.25), cv.ellipse(0.62, 0.45, 0.2, 0.25))
-    markings = 0.035 * texture * (0.5 + np.exp(-hilum))
+    markings = 0.025 * texture * (0.5 + np.exp(-hilum))
     aerated = lungs.copy()
 
     if present["Pneumothorax"]:
         side = "right" if rng.random() < 0.5 else "left"
         x = cv.x if side == "right" else 1.0 - cv.x
-        gap = rng.uniform(0.06, 0.09)
+        gap = rng.uniform(0.08, 0.11)
         # Collapsed lung edge: the lung outline shrunk by `gap` towards the hilum.
         edge = np.sqrt(((x - 0.29) / (0.165 - gap)) ** 2 + ((cv.y - 0.55 - gap) / (0.50 - gap)) ** 2)
         lung = right_lung if side == "right" else left_lung
@@ -218,11 +218,11 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
         space = lung * (edge > 1.0) * apex
         aerated = aerated * (1.0 - space)
         line = np.clip(1.0 - np.abs(edge - 1.0) * (0.165 - gap) * n / 1.0, 0, 1) * apex * lung
-        image = image + 0.30 * line
+        image = image + 0.35 * line
         planted["Pneumothorax"] = _Planted(f"{side}_upper", space, {"side": side})
 
     image = image * (1.0 - lungs) + (0.13 + markings * aerated) * lungs
-    image = image - 0.10 * (lungs - aerated)
+    image = image - 0.12 * (lungs - aerated)
     # Trachea (air column) over a bright mediastinum.
     mediastinum = cv.soft(cv.ellipse(0.5, 0.30, 0.075, 0.32), size=0.075)
     image = np.maximum(image, 0.62 * mediastinum)
@@ -241,7 +241,7 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
         side = "right" if rng.random() < 0.5 else "left"
         size = "small" if rng.random() < 0.5 else "moderate"
         x = cv.x if side == "right" else 1.0 - cv.x
-        level, rise = (0.78, 0.07) if size == "small" else (0.71, 0.10)
+        level, rise = (0.76, 0.08) if size == "small" else (0.69, 0.10)
         t = np.clip((x - 0.105) / (0.43 - 0.105), 0.0, 1.0)
         meniscus = level + 0.03 * (side == "left") - rise * (1.0 - t) ** 2
         lung = right_lung if side == "right" else left_lung
@@ -252,11 +252,11 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
     lesion_zone = None
     if present["Lung Lesion"]:
         lesion_zone = LUNG_ZONES[int(rng.integers(len(LUNG_ZONES)))]
-        radius = rng.uniform(0.028, 0.05)
+        radius = rng.uniform(0.035, 0.06)
         lx, ly = _place(rng, lesion_zone, 0.045 + radius, avoid=heart, cv=cv)
         blob = cv.soft(cv.ellipse(lx, ly, radius, radius), edge_px=0.8, size=radius)
         image = image + 0.40 * blob
-        kind = "nodule" if radius < 0.038 else "mass"
+        kind = "nodule" if radius < 0.047 else "mass"
         planted["Lung Lesion"] = _Planted(lesion_zone, blob, {"kind": kind, "where": ZONE_PHRASES[lesion_zone]})
 
     if present["Consolidation"]:
@@ -270,7 +270,7 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
             patch = np.maximum(patch, np.exp(-(((cv.x - px) ** 2 + (cv.y - py) ** 2) / (2 * r * r))))
         mottle = 0.75 + 0.25 * gaussian_filter(rng.random((n, n)).astype(np.float32), sigma=max(n / 128, 0.6))
         opacity = np.clip(1.6 * patch - 0.3, 0, 1) * mottle * lungs
-        image = image + 0.30 * opacity
+        image = image + 0.35 * opacity
         planted["Consolidation"] = _Planted(zone, opacity, {"where": ZONE_PHRASES[zone]})
 
     image = image + 0.10 * _ribs(cv) * body
@@ -339,7 +339,7 @@ def _encodable(syntax: UID) -> UID:
 
 def _to_stored(image: np.ndarray, rng: np.random.Generator, bits: int, monochrome1: bool) -> np.ndarray:
     """Noise, contrast jitter and quantisation to ``bits``; MONOCHROME1 stores inverted values."""
-    noisy = image + rng.normal(0.0, rng.uniform(0.01, 0.025), image.shape).astype(np.float32)
+    noisy = image + rng.normal(0.0, rng.uniform(0.008, 0.018), image.shape).astype(np.float32)
     gamma, gain, offset = rng.uniform(0.85, 1.2), rng.uniform(0.9, 1.1), rng.uniform(-0.03, 0.03)
     shown = np.clip(gain * np.clip(noisy, 0, 1) ** gamma + offset, 0.0, 1.0)
     top = (1 << bits) - 1
