@@ -61,13 +61,13 @@ class MultimodalConfig:
     text_max_length: int = 128
     text_config: dict[str, Any] | None = None
     freeze_image: str | int = "none"
-    freeze_text: str | int = "none"
+    freeze_text: str | int = 0
     lora_image: dict[str, Any] | None = None
     lora_text: dict[str, Any] | None = None
     fusion_layers: int = 2
     fusion_heads: int = 12
     fusion_hidden: int = 384
-    fusion_mlp_ratio: float = 4.0
+    fusion_mlp_ratio: float = 2.0
     dropout: float = 0.1
     decoder_layers: int = 2
     decoder_max_length: int = 128

@@ -7,6 +7,7 @@ Image encoders live in one registry, :data:`IMAGE_ENCODERS`, keyed by the part o
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -158,6 +159,10 @@ def text_encoder_config(config: MultimodalConfig):
         if config.text_layers > text_config.num_hidden_layers:
             raise ConfigError("text_layers", f"{config.text_layers} > the encoder's {text_config.num_hidden_layers}")
         text_config.num_hidden_layers = config.text_layers
+    # One dropout knob for the whole model. None on attention weights: it pushes SDPA off its fused
+    # CPU kernel (3-5x slower attention).
+    text_config.hidden_dropout_prob = config.dropout
+    text_config.attention_probs_dropout_prob = 0.0
     return text_config
 
 
@@ -166,10 +171,36 @@ def build_text_encoder(config: MultimodalConfig, load_pretrained: bool) -> nn.Mo
     from transformers import AutoModel
 
     text_config = text_encoder_config(config)
-    if load_pretrained:
-        return AutoModel.from_pretrained(resolve_text_encoder(config.text_encoder), config=text_config,
-                                         add_pooling_layer=False)
-    return AutoModel.from_config(text_config, add_pooling_layer=False)
+    if not load_pretrained:
+        return AutoModel.from_config(text_config, add_pooling_layer=False)
+    source = resolve_text_encoder(config.text_encoder)
+    try:
+        with _quiet_transformers():
+            model, info = AutoModel.from_pretrained(source, config=text_config, add_pooling_layer=False,
+                                                    dtype=torch.float32, output_loading_info=True)
+    except OSError as err:
+        raise ConfigError("text_encoder", f"cannot load {source!r}: {err}") from err
+    if info["missing_keys"] or info["mismatched_keys"]:
+        missing = sorted(info["missing_keys"]) + sorted(str(k) for k in info["mismatched_keys"])
+        raise ConfigError("text_encoder", f"{source} lacks weights for {missing[:5]} ({len(missing)} in all)")
+    return model
+
+
+@contextmanager
+def _quiet_transformers():
+    """Silence transformers' progress bar and its report of unused weights (dropping the pooler and
+    the layers beyond ``text_layers`` is intended; missing weights are checked by the caller)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def text_layers(encoder: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
