@@ -233,7 +233,7 @@ def _ping() -> bool:
 
 
 def _init_worker() -> None:
-    # Each worker decodes one image at a time; native thread pools would fight the model for cores.
+    # One decode thread per worker process: native thread pools would fight the model for cores.
     import torch
 
     torch.set_num_threads(1)

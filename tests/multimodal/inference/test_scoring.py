@@ -18,7 +18,7 @@ import pytest
 from multimodal.cli import main
 from multimodal.inference.predictor import Predictor
 from multimodal.inference.results import read_jsonl
-from multimodal.inference.scoring import FAULT_INJECT_ENV, errors_path, score
+from multimodal.inference.scoring import FAULT_INJECT_ENV, errors_path, merge_parts, score
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -131,3 +131,22 @@ def test_python_api_gives_the_numbers_of_the_cli(tiny_model_dir, phantom_dir, tm
             assert obs.probability == pytest.approx(cli["observations"][name]["probability"], abs=1e-5)
             assert obs.zones == cli["observations"][name]["zones"]
             assert obs.peak.x == pytest.approx(cli["observations"][name]["peak"]["x"])
+
+
+def test_sharded_ranks_together_score_every_study_once(tiny_model_dir, phantom_dir, tmp_path, monkeypatch):
+    out = tmp_path / "scores.csv"
+    monkeypatch.delenv("MASTER_ADDR", raising=False)  # no process group: each rank writes its part
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    per_rank = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        per_rank.append(score(tiny_model_dir, [phantom_dir / "dicom"], out, output_format="csv", workers=0,
+                              generate=False, progress=False))
+
+    merged = merge_parts(out, world_size=2, output_format="csv")
+
+    assert per_rank[0]["scored"] > 0 and per_rank[1]["scored"] > 0
+    assert per_rank[0]["scored"] + per_rank[1]["scored"] == merged["results"] == 8
+    ids = _ids(out.with_suffix(".jsonl"), "study_id")
+    assert len(ids) == len(set(ids)) == 8
+    assert len(out.read_text().splitlines()) == 1 + 8
