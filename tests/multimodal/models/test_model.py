@@ -204,3 +204,19 @@ def test_a_few_steps_drive_the_losses_down():
     assert set(history[0]) == {"classification", "region", "zone", "findings"}
     for name in ("classification", "region", "findings"):
         assert history[-1][name] < 0.7 * history[0][name], (name, history[0][name], history[-1][name])
+
+
+def test_image_weights_from_a_local_file(tmp_path):
+    from safetensors.torch import save_file
+
+    from preprocessing.errors import ConfigError
+
+    source = MultimodalModel.from_config(tiny_config(), load_pretrained=False)
+    weights = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in source.image_encoder.vit.state_dict().items()}, str(weights))
+    model = MultimodalModel.from_config(tiny_config(image_pretrained=str(weights)))
+    torch.testing.assert_close(model.image_encoder.vit.patch_embedding.position_embeddings,
+                               source.image_encoder.vit.patch_embedding.position_embeddings)
+    with pytest.raises(ConfigError) as info:
+        MultimodalModel.from_config(tiny_config(image_pretrained=str(tmp_path / "missing.pt")))
+    assert info.value.key == "image_pretrained"
