@@ -89,17 +89,18 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     found = discover_studies(inputs)
     studies = shard(found.studies, rank, world)
     results = JsonlLog(log_path, key="study_id")
-    errors = JsonlLog(errors_path(log_path), key="key")
+    errors = JsonlLog(errors_path(out if world == 1 else log_path), key="key")
     try:
-        errors.append(e.to_dict() for e in found.errors if world == 1 or rank == 0)
+        failed = errors.append(e.to_dict() for e in found.errors if rank == 0)
         todo = [s for s in studies if s.study_id not in results.done and s.study_id not in errors.done]
         prepare = make_preparer(MultimodalConfig.load(model_dir), keep_headers=sr_dir is not None,
                                 fault_inject=os.environ.get(FAULT_INJECT_ENV))
-        decoder = StudyDecoder(todo, prepare, workers, prefetch=2 * batch_size)  # starts decoding now
-        predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision)
-        scored = failed = first_scored = 0
+        scored = first_scored = 0
         t_first = None
-        with _progress(len(todo), progress and rank == 0) as bar:
+        # The decoder starts decoding on construction: the model loads meanwhile.
+        with StudyDecoder(todo, prepare, workers, prefetch=2 * batch_size) as decoder, \
+                _progress(len(todo), progress and rank == 0) as bar:
+            predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision)
             for batch in _batches(decoder, batch_size):
                 bad = [o.error for o in batch if o.error is not None]
                 good = [o.prepared for o in batch if o.error is None]
@@ -175,20 +176,27 @@ class StudyDecoder:
             while self.pending:
                 yield _prepare_safely(self.prepare, self.pending.popleft())
             return
-        try:
-            while self.window:
-                study, future = self.window.popleft()
-                try:
-                    outcome = future.result()
-                except BrokenProcessPool:
-                    suspects = [study] + [s for s, _ in self.window]
-                    self.window.clear()
-                    yield from self._isolate(suspects)
-                    continue
-                self._fill()
-                yield outcome
-        finally:
+        while self.window:
+            study, future = self.window.popleft()
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                suspects = [study] + [s for s, _ in self.window]
+                self.window.clear()
+                yield from self._isolate(suspects)
+                continue
+            self._fill()
+            yield outcome
+
+    def close(self) -> None:
+        if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> StudyDecoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _fill(self) -> None:
         while self.pool is not None and self.pending and len(self.window) < self.prefetch:
@@ -328,7 +336,7 @@ def _finish_distributed(out: Path, output_format: str, rank: int, world: int) ->
 
 
 def merge_parts(out: str | Path, world_size: int, output_format: str = "jsonl") -> dict:
-    """Merge ``<log>.part-<rank>`` results and errors into ``out`` and its error log, each study once.
+    """Merge ``<log>.part-<rank>`` results and errors into ``out`` and ``<out>.errors.jsonl``, each study once.
 
     Safe to run again (the merged files are rewritten atomically from the parts). Returns counts.
     """
@@ -336,7 +344,7 @@ def merge_parts(out: str | Path, world_size: int, output_format: str = "jsonl") 
     log_path = _log_path(out, output_format)
     parts = [log_path.with_name(f"{log_path.name}.part-{r}") for r in range(world_size)]
     n_results = _merge_jsonl(parts, log_path, "study_id")
-    n_errors = _merge_jsonl([errors_path(p) for p in parts], errors_path(log_path), "key")
+    n_errors = _merge_jsonl([errors_path(p) for p in parts], errors_path(out), "key")
     if output_format != "jsonl":
         convert_log(log_path, out, output_format)
     return {"results": n_results, "errors": n_errors, "out": str(out)}

@@ -92,6 +92,8 @@ def to_structured_report(result: StudyResult, source_datasets: Sequence[Dataset]
         series_number=series_number, sop_instance_uid=generate_uid(), instance_number=instance_number,
         manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
         series_description=f"{name} {version} AI results"[:64])
+    # Generated text may hold any character; UTF-8 encodes it and every copied patient/study value.
+    sr.SpecificCharacterSet = "ISO_IR 192"
     sr.CodingSchemeIdentificationSequence = [Dataset()]
     scheme = sr.CodingSchemeIdentificationSequence[0]
     scheme.CodingSchemeDesignator = LOCAL_SCHEME
