@@ -137,7 +137,8 @@ def validate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerato
     losses, probs, labels, masks, first = [], [], [], [], {}
     for batch, _ in loader:
         out = model(**batch)
-        losses.append(accelerator.gather_for_metrics(out.loss.detach().float().reshape(1)))
+        # One mean per process and batch: plain gather (gather_for_metrics would trim it as if per sample).
+        losses.append(accelerator.gather(out.loss.detach().float().reshape(1)).cpu())
         p, y, m = accelerator.gather_for_metrics((out.probs.float(), batch["labels"], batch["label_mask"]))
         probs.append(p.cpu()), labels.append(y.cpu()), masks.append(m.cpu())
         if not first:
