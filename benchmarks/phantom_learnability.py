@@ -109,8 +109,11 @@ def main() -> None:
     result = {"studies": args.studies, "epochs": args.epochs, "generate_s": t_generate, "train_s": t_train,
               "test_studies": len(splits["test"]), "macro_auroc": _macro_auroc(probs, labels),
               "pointing_game": float(np.mean(hits)), "bleu4": bleu4,
-              "text_only_macro_auroc": _macro_auroc(text_probs, labels), "example": generated[0]}
+              "text_only_macro_auroc": _macro_auroc(text_probs, labels), "example": generated[0],
+              "auroc": {o: float(roc_auc_score(labels[:, d], probs[:, d])) for d, o in enumerate(config.observations)}}
     print(f"\n{'metric':<26}{'value':>10}")
+    for name, value in result["auroc"].items():
+        print(f"{'AUROC ' + name:<26}{value:>10.3f}")
     for key in ("macro_auroc", "pointing_game", "bleu4", "text_only_macro_auroc", "generate_s", "train_s"):
         print(f"{key:<26}{result[key]:>10.3f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -210,7 +210,7 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
     if present["Pneumothorax"]:
         side = "right" if rng.random() < 0.5 else "left"
         x = cv.x if side == "right" else 1.0 - cv.x
-        gap = rng.uniform(0.08, 0.11)
+        gap = rng.uniform(0.10, 0.13)
         # Collapsed lung edge: the lung outline shrunk by `gap` towards the hilum.
         edge = np.sqrt(((x - 0.29) / (0.165 - gap)) ** 2 + ((cv.y - 0.55 - gap) / (0.50 - gap)) ** 2)
         lung = right_lung if side == "right" else left_lung
@@ -222,7 +222,7 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
         planted["Pneumothorax"] = _Planted(f"{side}_upper", space, {"side": side})
 
     image = image * (1.0 - lungs) + (0.13 + markings * aerated) * lungs
-    image = image - 0.12 * (lungs - aerated)
+    image = image - 0.16 * (lungs - aerated)
     # Trachea (air column) over a bright mediastinum.
     mediastinum = cv.soft(cv.ellipse(0.5, 0.30, 0.075, 0.32), size=0.075)
     image = np.maximum(image, 0.62 * mediastinum)
@@ -255,7 +255,7 @@ def _draw_frontal(cv: _Canvas, rng: np.random.Generator, present: dict[str, bool
         radius = rng.uniform(0.035, 0.06)
         lx, ly = _place(rng, lesion_zone, 0.045 + radius, avoid=heart, cv=cv)
         blob = cv.soft(cv.ellipse(lx, ly, radius, radius), edge_px=0.8, size=radius)
-        image = image + 0.40 * blob
+        image = image + 0.50 * blob
         kind = "nodule" if radius < 0.047 else "mass"
         planted["Lung Lesion"] = _Planted(lesion_zone, blob, {"kind": kind, "where": ZONE_PHRASES[lesion_zone]})
 
