@@ -71,7 +71,8 @@ def _cmd_score(a: argparse.Namespace) -> int:
     summary = score(a.model, a.input, out=a.out, batch_size=a.batch_size, workers=a.workers,
                     device=a.device, precision=a.precision, sr_dir=a.sr_dir, heatmap_dir=a.heatmaps,
                     output_format=a.format, generate=not a.no_findings, progress=not a.quiet)
-    return 0 if summary is not None else 1
+    print(json.dumps(summary))
+    return 0
 
 
 def _cmd_pacs_score(a: argparse.Namespace) -> int:
