@@ -367,6 +367,24 @@ def profile(name: str, size: BenchSize, precision: str, setup: Setup, rows: int 
     return prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=rows)
 
 
+def count_flops(names: list[str], size: BenchSize, setup: Setup) -> list[dict]:
+    """Forward and forward + backward GFLOP of one training loss per contender (torch's FLOP counter:
+    matrix products and attention; element-wise work uncounted). Independent of machine load."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rows = []
+    for name in names:
+        contender = build(name, size, setup)
+        with FlopCounterMode(display=False) as forward:
+            loss = contender.loss(contender.model, contender.batch)
+        with FlopCounterMode(display=False) as backward:
+            loss.backward()
+        fwd, bwd = forward.get_total_flops() / 1e9, backward.get_total_flops() / 1e9
+        rows.append({"model": name, "params_m": round(contender.params_m, 2), "fwd_gflop": fwd,
+                     "fwd_bwd_gflop": fwd + bwd})
+    return rows
+
+
 def check_training(size: BenchSize, precision: str, setup: Setup, steps: int = 30, lr: float = 3e-4) -> dict:
     """Train mmdx on one fixed batch for ``steps`` steps: the loss must stay finite and fall.
 
@@ -406,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--profile", metavar="MODEL", help="print a torch.profiler table for MODEL instead")
+    parser.add_argument("--flops", action="store_true", help="instead: count each model's GFLOP per step")
     parser.add_argument("--check", type=int, metavar="STEPS",
                         help="instead: train mmdx on one batch for STEPS steps per precision; exit 1 unless the loss falls")
     args = parser.parse_args(argv)
@@ -421,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown precision or model: {', '.join(unknown)}")
     if args.profile:
         print(profile(args.profile, size, precisions[0], setup))
+        return 0
+    if args.flops:
+        rows = count_flops(args.models.split(","), size, setup)
+        print(format_table(rows, ["model", "params_m", "fwd_gflop", "fwd_bwd_gflop"]))
+        write_json({"benchmark": "train_flops", "size": asdict(size), "results": rows}, args.out)
         return 0
     if args.check:
         checks = [check_training(size, p, setup, steps=args.check) for p in precisions]
