@@ -24,7 +24,8 @@ RESULTS_DIR = BENCH_DIR / "results"
 
 # name -> (script, arguments at full size, arguments at small size); "{out}" is the JSON path.
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
-    "train": ("bench_train.py", ["--out", "{out}"], ["--size", "small", "--repeats", "3", "--out", "{out}"]),
+    "train": ("bench_train.py", ["--out", "{out}"],
+              ["--size", "small", "--models", "mmdx,transchex,ved", "--repeats", "2", "--out", "{out}"]),
     "inference": ("bench_inference.py", ["--out", "{out}"], ["--small", "--out", "{out}"]),
     "decode": ("bench_decode.py", ["--out", "{out}"], ["--small", "--out", "{out}"]),
     "scaling": ("bench_scaling.py", ["--out", "{out}"], ["--small", "--out", "{out}"]),
