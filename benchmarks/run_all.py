@@ -1,7 +1,7 @@
 """Run every benchmark, each in its own process, and collect their JSON in ``benchmarks/results/``.
 
-    python benchmarks/run_all.py --small          # `make bench`: small sizes, a few minutes in all
-    python benchmarks/run_all.py                  # full sizes (tens of minutes on 2 cores)
+    python benchmarks/run_all.py --small          # `make bench`: small sizes, results/small/*.json
+    python benchmarks/run_all.py                  # full sizes (tens of minutes on 2 cores), results/*.json
     python benchmarks/run_all.py --only train,scaling
 
 Each benchmark is a plain script that prints its table and writes JSON; a separate process per
@@ -53,19 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="small sizes: every benchmark in a few minutes")
     parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(BENCHMARKS))
-    parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="folder for the JSON files")
+    parser.add_argument("--results", type=Path, help="folder for the JSON files (default: results/, --small: results/small/)")
     args = parser.parse_args(argv)
+    # Small runs must not overwrite the full-size results that docs/benchmarks.md quotes.
+    results = args.results or (RESULTS_DIR / "small" if args.small else RESULTS_DIR)
 
     names = args.only.split(",") if args.only else list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-    args.results.mkdir(parents=True, exist_ok=True)
-    statuses = {name: run_one(name, args.small, args.results) for name in names}
+    results.mkdir(parents=True, exist_ok=True)
+    statuses = {name: run_one(name, args.small, results) for name in names}
     print("\n| benchmark | status | seconds |\n|---|---|---|")
     for name, (status, seconds) in statuses.items():
         print(f"| {name} | {status} | {seconds:.0f} |")
-    print(f"results in {args.results}")
+    print(f"results in {results}")
     return 0 if all(status == "ok" for status, _ in statuses.values()) else 1
 
 
