@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ class MultimodalConfig:
     (:data:`preprocessing.text.DEFAULT_TEXT_ENCODER`); ``text_layers`` keeps only its first N layers.
     Freezing: ``"none"``, ``"all"`` or an int N (embeddings + first N layers). LoRA: None or
     ``{"r", "alpha", "dropout", "target_modules"}``; an encoder with LoRA trains only its adapters.
+    ``decoder_vocab``: None (the full tokenizer vocabulary) or the tokenizer ids the findings decoder
+    reads and emits (see :mod:`.decoder_vocab`); the model adds the special ids and sorts it.
     ``mil_pooling`` ties the heat map to the image-level logits (``"lse"`` with sharpness
     ``mil_r``, or ``"attention"``). ``thresholds`` maps observation name to decision threshold.
     """
@@ -72,6 +75,7 @@ class MultimodalConfig:
     decoder_layers: int = 2
     decoder_max_length: int = 128
     decoder_init_from_text: bool = True
+    decoder_vocab: list[int] | None = None
     mil_pooling: str = "lse"
     mil_r: float = 5.0
     loss_weights: dict[str, float] = field(default_factory=_default_loss_weights)
@@ -110,6 +114,14 @@ class MultimodalConfig:
             _check_positive_int("text_layers", self.text_layers)
         if self.text_config is not None and not isinstance(self.text_config, dict):
             raise ConfigError("text_config", "must be a dict (the text encoder's Hugging Face config) or null")
+        if self.decoder_vocab is not None:
+            ids = self.decoder_vocab
+            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                    for i in ids):
+                raise ConfigError("decoder_vocab", "must be null or a list of tokenizer ids (integers >= 0)")
+            repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+            if repeated:
+                raise ConfigError("decoder_vocab", f"ids must be unique; repeated: {repeated[:5]}")
         for key in ("freeze_image", "freeze_text"):
             value = getattr(self, key)
             if not (value in FREEZE_CHOICES or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)):

@@ -107,45 +107,63 @@ class FindingsDecoder(nn.Module):
     """A Hugging Face ``BertLMHeadModel`` (``is_decoder``, ``add_cross_attention``) over fused tokens.
 
     ``memory [B, M, Hm]`` (both fused streams concatenated) is projected to the decoder width when
-    it differs. Uses the text encoder's vocabulary, so the text tokenizer reads and writes findings.
+    it differs. The text tokenizer reads and writes findings: :meth:`loss` takes and :meth:`generate`
+    returns full tokenizer ids. With ``vocab`` (full ids, special ids first; see :mod:`.decoder_vocab`)
+    the decoder itself works over those ``V_small`` ids only, through the buffers ``full_to_small
+    [V_full]`` (ids outside the subset map to ``[UNK]``) and ``small_to_full [V_small]``; with None it
+    works over the full vocabulary and both maps are the identity.
     """
 
     def __init__(self, text_config, layers: int, memory_dim: int, max_length: int, dropout: float,
-                 special_ids: dict[str, int]):
+                 special_ids: dict[str, int], vocab: list[int] | None = None):
         super().__init__()
         from transformers import BertConfig, BertLMHeadModel, GenerationConfig
 
+        full_size = text_config.vocab_size
+        small_to_full = torch.arange(full_size) if vocab is None else torch.tensor(vocab, dtype=torch.long)
+        full_to_small = torch.full((full_size,), -1, dtype=torch.long)
+        full_to_small[small_to_full] = torch.arange(len(small_to_full))
+        full_to_small[full_to_small < 0] = full_to_small[special_ids["unk"]]
+        # Derived from the config at construction, so not saved: older checkpoints load unchanged.
+        self.register_buffer("full_to_small", full_to_small, persistent=False)
+        self.register_buffer("small_to_full", small_to_full, persistent=False)
+        small = {name: int(full_to_small[i]) for name, i in special_ids.items()}
         config = BertConfig(
-            vocab_size=text_config.vocab_size, hidden_size=text_config.hidden_size,
+            vocab_size=len(small_to_full), hidden_size=text_config.hidden_size,
             num_hidden_layers=layers, num_attention_heads=text_config.num_attention_heads,
             intermediate_size=text_config.intermediate_size,
             max_position_embeddings=max(text_config.max_position_embeddings, max_length),
             type_vocab_size=getattr(text_config, "type_vocab_size", 2), hidden_dropout_prob=dropout,
             attention_probs_dropout_prob=dropout, is_decoder=True, add_cross_attention=True,
-            pad_token_id=special_ids["pad"], bos_token_id=special_ids["bos"], eos_token_id=special_ids["eos"],
+            pad_token_id=small["pad"], bos_token_id=small["bos"], eos_token_id=small["eos"],
         )
         self.lm = BertLMHeadModel(config)
         self.lm.generation_config = GenerationConfig(
-            bos_token_id=special_ids["bos"], eos_token_id=special_ids["eos"], pad_token_id=special_ids["pad"],
-            decoder_start_token_id=special_ids["bos"], max_new_tokens=max_length)
+            bos_token_id=small["bos"], eos_token_id=small["eos"], pad_token_id=small["pad"],
+            decoder_start_token_id=small["bos"], max_new_tokens=max_length)
         self.memory_proj = nn.Linear(memory_dim, config.hidden_size) if memory_dim != config.hidden_size \
             else nn.Identity()
-        self.bos_id = special_ids["bos"]
+        self.bos_id = small["bos"]
 
     def init_from_encoder(self, encoder: nn.Module) -> int:
         """Copy the text encoder's weights whose names and shapes match (embeddings, first layers'
-        self-attention and FFN); cross-attention stays freshly initialised. Returns how many tensors."""
+        self-attention and FFN) and its word embeddings' rows of the decoder vocabulary (the LM head
+        is tied to them); cross-attention stays freshly initialised. Returns how many tensors."""
         own = self.lm.bert.state_dict()
-        matching = {k: v for k, v in encoder.state_dict().items() if k in own and own[k].shape == v.shape}
+        source = encoder.state_dict()
+        words = "embeddings.word_embeddings.weight"
+        source[words] = source[words][self.small_to_full.to(source[words].device)]
+        matching = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         self.lm.bert.load_state_dict(matching, strict=False)
         return len(matching)
 
     def loss(self, memory: torch.Tensor, memory_mask: torch.Tensor, ids: torch.Tensor,
              mask: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced token cross-entropy of ``ids [B, L]`` (``[CLS] ... [SEP]``) given memory.
+        """Teacher-forced token cross-entropy of full tokenizer ``ids [B, L]`` (``[CLS] ... [SEP]``) given memory.
 
         Vocabulary logits are computed only where a next token exists, not over padding.
         """
+        ids = self.full_to_small[ids]
         hidden = self.lm.bert(input_ids=ids, attention_mask=mask, encoder_hidden_states=self.memory_proj(memory),
                               encoder_attention_mask=memory_mask.long()).last_hidden_state
         keep = mask[:, 1:].bool()
@@ -154,13 +172,17 @@ class FindingsDecoder(nn.Module):
 
     @torch.no_grad()
     def generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, **generate_kwargs) -> torch.Tensor:
-        """Token ids ``[B, <=1+max_new_tokens]`` from Hugging Face ``generate()`` (greedy, beams, ...)."""
+        """Full tokenizer ids ``[B, <=1+max_new_tokens]`` from Hugging Face ``generate()`` (greedy, beams, ...).
+
+        ``generate()`` runs over the decoder's own (small) ids; its output is mapped back.
+        """
         from transformers import DynamicCache, EncoderDecoderCache
 
         start = torch.full((memory.shape[0], 1), self.bos_id, dtype=torch.long, device=memory.device)
         # generate() gives a decoder-only model a self-attention cache only; BERT's cross-attention
         # layers need the encoder-decoder pair.
         cache = EncoderDecoderCache(DynamicCache(config=self.lm.config), DynamicCache(config=self.lm.config))
-        return self.lm.generate(input_ids=start, attention_mask=torch.ones_like(start),
-                                encoder_hidden_states=self.memory_proj(memory),
-                                encoder_attention_mask=memory_mask.long(), cache=cache, **generate_kwargs)
+        ids = self.lm.generate(input_ids=start, attention_mask=torch.ones_like(start),
+                               encoder_hidden_states=self.memory_proj(memory),
+                               encoder_attention_mask=memory_mask.long(), cache=cache, **generate_kwargs)
+        return self.small_to_full[ids]

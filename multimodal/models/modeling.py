@@ -24,6 +24,7 @@ from preprocessing.errors import ConfigError
 from preprocessing.text import load_tokenizer
 
 from .configuration import MultimodalConfig
+from .decoder_vocab import normalise_decoder_vocab
 from .encoders import apply_freezing, apply_lora, build_image_encoder, build_text_encoder, text_layers
 from .fusion import CrossModalFusion
 from .heads import DiseaseHeads, FindingsDecoder, classification_loss, region_loss, zone_loss
@@ -78,9 +79,11 @@ class MultimodalModel(nn.Module):
         self.heads = DiseaseHeads(config.fusion_hidden, len(config.observations), self.grid_size, config.zones,
                                   config.mil_pooling, config.mil_r)
         special = {"bos": self.tokenizer.cls_token_id, "eos": self.tokenizer.sep_token_id,
-                   "pad": self.tokenizer.pad_token_id}
+                   "pad": self.tokenizer.pad_token_id, "unk": self.tokenizer.unk_token_id}
+        if config.decoder_vocab is not None:
+            config.decoder_vocab = normalise_decoder_vocab(config.decoder_vocab, self.tokenizer)
         self.decoder = FindingsDecoder(self.text_encoder.config, config.decoder_layers, config.fusion_hidden,
-                                       config.decoder_max_length, config.dropout, special)
+                                       config.decoder_max_length, config.dropout, special, config.decoder_vocab)
         if load_pretrained and config.decoder_init_from_text:
             self.decoder.init_from_encoder(self.text_encoder)
         self._set_trainable()

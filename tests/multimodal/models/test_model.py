@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -204,6 +205,66 @@ def test_a_few_steps_drive_the_losses_down():
     assert set(history[0]) == {"classification", "region", "zone", "findings"}
     for name in ("classification", "region", "findings"):
         assert history[-1][name] < 0.7 * history[0][name], (name, history[0][name], history[-1][name])
+
+
+FINDINGS = ["enlarged heart.", "small left effusion.", "normal heart size.", "left lower nodule."]
+
+
+@pytest.fixture(scope="module")
+def small_vocab_model() -> MultimodalModel:
+    from multimodal.models import build_decoder_vocab
+    from preprocessing.text import DEFAULT_TEXT_ENCODER, load_tokenizer
+
+    torch.manual_seed(0)
+    vocab = build_decoder_vocab(FINDINGS, load_tokenizer(DEFAULT_TEXT_ENCODER))
+    return MultimodalModel.from_config(tiny_config(decoder_vocab=vocab, freeze_text="all"))
+
+
+def test_restricted_decoder_vocab_emits_only_its_tokens(small_vocab_model):
+    model = small_vocab_model.eval()
+    vocab = model.config.decoder_vocab
+    assert model.decoder.lm.cls.predictions.decoder.out_features == len(vocab) < 40
+    # The decoder's word embeddings (and tied LM head) are the text encoder's rows of the subset.
+    torch.testing.assert_close(model.decoder.lm.bert.embeddings.word_embeddings.weight,
+                               model.text_encoder.embeddings.word_embeddings.weight[vocab])
+    memory = torch.randn(3, 5, 64, generator=torch.Generator().manual_seed(0))
+    for kwargs in ({}, {"num_beams": 3, "no_repeat_ngram_size": 2, "length_penalty": 0.8}):
+        ids = model.decoder.generate(memory, torch.ones(3, 5, dtype=torch.bool), max_new_tokens=8, **kwargs)
+        assert ids[:, 0].eq(model.tokenizer.cls_token_id).all() and set(ids.flatten().tolist()) <= set(vocab)
+
+
+def test_restricted_decoder_vocab_round_trips(small_vocab_model, tmp_path):
+    model = small_vocab_model.eval()
+    model.save_pretrained(tmp_path)
+    loaded = MultimodalModel.from_pretrained(tmp_path)
+    assert loaded.config.decoder_vocab == model.config.decoder_vocab
+    inputs = make_inputs(model, ["cough", "chest pain"])
+    # "pneumothorax" is outside the subset: it reads as [UNK] instead of failing.
+    findings = model.tokenizer(["small pneumothorax.", "normal."], padding=True, return_tensors="pt")
+    targets = dict(findings_ids=findings.input_ids, findings_mask=findings.attention_mask)
+    with torch.no_grad():
+        before, after = model(**inputs, **targets), loaded(**inputs, **targets)
+    torch.testing.assert_close(before.losses["findings"], after.losses["findings"], atol=0, rtol=0)
+    for kwargs in ({}, {"num_beams": 2, "no_repeat_ngram_size": 2}):
+        texts = model.generate_findings(**inputs, max_new_tokens=6, **kwargs)
+        assert texts == loaded.generate_findings(**inputs, max_new_tokens=6, **kwargs)
+        assert all(texts)
+
+
+def test_restricted_decoder_vocab_learns(small_vocab_model):
+    torch.manual_seed(0)
+    model = copy.deepcopy(small_vocab_model).train()  # the other tests keep the untrained fixture
+    inputs = make_inputs(model, ["cough", "follow up", "", "trauma"], seed=2)
+    findings = model.tokenizer(FINDINGS, padding=True, return_tensors="pt")
+    optimiser = torch.optim.AdamW(model.decoder.parameters(), lr=3e-3)
+    history = []
+    for _ in range(5):
+        loss = model(**inputs, findings_ids=findings.input_ids, findings_mask=findings.attention_mask).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        history.append(loss.item())
+    assert history[-1] < 0.7 * history[0], history
 
 
 def test_image_weights_from_a_local_file(tmp_path):
