@@ -34,6 +34,8 @@ class DataConfig(_Section):
     batch_size: int = Field(16, ge=1, description="studies per process and micro-batch")
     eval_batch_size: int | None = Field(None, ge=1)
     augment: bool = True
+    decoder_vocab_from_train: bool = Field(False, description="restrict the findings decoder to the word pieces "
+                                           "of the training split's findings (sets model.decoder_vocab)")
 
     @field_validator("manifest", mode="before")
     @classmethod
@@ -96,6 +98,8 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _check_model(self) -> TrainConfig:
+        if self.data.decoder_vocab_from_train and self.model.get("decoder_vocab") is not None:
+            raise ConfigError("data.decoder_vocab_from_train", "model.decoder_vocab is set too; keep one of them")
         self.multimodal_config()
         return self
 

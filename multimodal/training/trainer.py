@@ -31,9 +31,11 @@ from tqdm.auto import tqdm
 from multimodal.data.dataset import StudyDataset, collate_studies
 from multimodal.data.manifest import load_manifest
 from multimodal.evaluation.classification import point_metrics, tune_thresholds
+from multimodal.models.decoder_vocab import build_decoder_vocab
 from multimodal.models.modeling import MultimodalModel
 from multimodal.training.config import OptimConfig, TrainConfig, load_train_config, save_train_config
 from preprocessing.errors import ConfigError
+from preprocessing.text import load_tokenizer
 
 
 @dataclass
@@ -95,6 +97,12 @@ def build_loaders(cfg: TrainConfig, model: MultimodalModel) -> tuple[DataLoader,
 
     eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
     return loader(cfg.data.train_split, True, cfg.data.batch_size), loader(cfg.data.val_split, False, eval_bs)
+
+
+def train_decoder_vocab(cfg: TrainConfig, text_encoder: str) -> list[int]:
+    """The decoder vocabulary of the training split's findings (``data.decoder_vocab_from_train``)."""
+    findings = [r.findings for path in cfg.data.manifest for r in load_manifest(path, splits=cfg.data.train_split)]
+    return build_decoder_vocab(findings, load_tokenizer(text_encoder))
 
 
 def build_optimizer(model: MultimodalModel, optim: OptimConfig) -> torch.optim.AdamW:
@@ -215,7 +223,10 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     set_seed(cfg.seed)
     if accelerator.is_main_process:
         save_train_config(cfg, run / "config.yaml")
-    model = MultimodalModel.from_config(cfg.multimodal_config())
+    model_config = cfg.multimodal_config()
+    if cfg.data.decoder_vocab_from_train:
+        model_config.decoder_vocab = train_decoder_vocab(cfg, model_config.text_encoder)
+    model = MultimodalModel.from_config(model_config)
     observations = list(model.config.observations)
     train_loader, val_loader = build_loaders(cfg, model)
     optimizer = build_optimizer(model, cfg.optim)

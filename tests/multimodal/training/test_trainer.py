@@ -66,3 +66,14 @@ def test_two_cpu_processes_train_and_write_one_checkpoint(tiny_config, tmp_path)
     assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["best", "last", "state", "tb"]
     assert (run / "last" / "model.safetensors").is_file()
     assert len(list((run / "state").glob("random_states_*.pkl"))) == 2  # one RNG state per process
+
+
+def test_decoder_vocab_from_train_restricts_the_saved_decoder_to_training_findings(tiny_config, tmp_path):
+    from multimodal.data.manifest import load_manifest
+    from multimodal.models import build_decoder_vocab
+
+    result = train(tiny_config, tmp_path / "run", overrides=["optim.max_steps=1", "data.decoder_vocab_from_train=true"])
+    model = MultimodalModel.from_pretrained(result.last)
+    findings = [r.findings for r in load_manifest(tiny_config["data"]["manifest"], splits="train")]
+    assert model.config.decoder_vocab == build_decoder_vocab(findings, model.tokenizer)
+    assert model.decoder.lm.config.vocab_size == len(model.config.decoder_vocab) < 1000
