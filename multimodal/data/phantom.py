@@ -51,6 +51,9 @@ LATERAL_PROBABILITY = 0.4
 SPLIT_FRACTIONS = (("train", 0.70), ("val", 0.15), ("test", 0.15))
 FIELD_OF_VIEW_MM = 400.0
 SYNTHETIC = "SYNTHETIC PHANTOM"
+# SNOMED CT codes for AnatomicRegionSequence (CID 4031) and ViewCodeSequence (CID 4010).
+CHEST_CODE = ("43799004", "SCT", "Chest")
+VIEW_CODES = {"PA": ("399348003", "SCT", "postero-anterior"), "LL": ("399173006", "SCT", "left lateral")}
 
 # Written in turn (frontal view of study i gets entry i % len); the compressed ones fall back to
 # RLE Lossless, which pydicom encodes itself, when their encoder package is not installed.
@@ -331,6 +334,12 @@ def _indication(rng: np.random.Generator, present: dict[str, bool], age: int, se
     return complaint[0].upper() + complaint[1:] + "."
 
 
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
 def _encodable(syntax: UID) -> UID:
     if syntax in _UNCOMPRESSED or get_encoder(syntax).is_available:
         return syntax
@@ -373,16 +382,26 @@ def _dicom(pixels: np.ndarray, *, syntax: UID, modality: str, view: str, bits: i
     # Display orientation as written: PA with the patient's right on the image left; lateral with
     # anterior on the image left.
     ds.PatientOrientation = ["L", "F"] if view == "PA" else ["P", "F"]
+    ds.AnatomicRegionSequence = [_code(*CHEST_CODE)]
+    ds.BurnedInAnnotation, ds.LossyImageCompression = "NO", "00"
     if modality == "DX":
+        ds.ViewCodeSequence = [_code(*VIEW_CODES[view])]
+        # Type 1/2 attributes of the DX Image, DX Anatomy Imaged, DX Detector and DX Positioning modules.
         ds.PresentationIntentType, ds.ImageType = "FOR PRESENTATION", ["ORIGINAL", "PRIMARY"]
         ds.ImagerPixelSpacing = [FIELD_OF_VIEW_MM / size] * 2
+        ds.ImageLaterality, ds.DetectorType, ds.PositionerType = "U", "", ""
+        ds.AcquisitionContextSequence = []
+        # Stored values rise with attenuation (MONOCHROME2) or fall with it (MONOCHROME1).
+        ds.PixelIntensityRelationship = "LIN"
+        ds.PixelIntensityRelationshipSign = 1 if monochrome1 else -1
+        ds.PresentationLUTShape = "INVERSE" if monochrome1 else "IDENTITY"
     ds.PixelSpacing = [round(FIELD_OF_VIEW_MM / size, 6)] * 2
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1" if monochrome1 else "MONOCHROME2"
     ds.Rows, ds.Columns = pixels.shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
-    if modality == "CR":
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
-    if windowed:
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
+    # DX "for presentation" must carry a VOI window; CR studies exercise the window-less path.
+    if windowed or modality == "DX":
         top = (1 << bits) - 1
         ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = round(top / 2 + 0.5, 1), top + 1, "LINEAR"
     if syntax in _UNCOMPRESSED:

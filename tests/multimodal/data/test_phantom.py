@@ -43,6 +43,11 @@ def test_every_file_is_valid_dicom_marked_synthetic_in_each_encoding(phantom_man
             assert ds.PatientName.family_name == "PHANTOM" and ds.PatientID == record.patient_id
             assert list(ds.PatientOrientation) == (["L", "F"] if view == "PA" else ["P", "F"])
             assert ds.pixel_array.max() < 2 ** ds.BitsStored
+            assert ds.BurnedInAnnotation == "NO" and ds.AnatomicRegionSequence[0].CodeMeaning == "Chest"
+            if ds.Modality == "DX":  # the DX IOD's type 1 attributes (dciodvfy -new finds none missing)
+                assert ds.ImageLaterality == "U" and ds.PresentationIntentType == "FOR PRESENTATION"
+                assert ds.PresentationLUTShape == ("INVERSE" if ds.PhotometricInterpretation == "MONOCHROME1" else "IDENTITY")
+                assert "WindowCenter" in ds and ds.RescaleType == "US"
             syntaxes[ds.file_meta.TransferSyntaxUID] += 1
             photometrics[ds.PhotometricInterpretation] += 1
             bits.add(int(ds.BitsStored))
