@@ -12,7 +12,8 @@ the sentence give zones (:mod:`preprocessing.labeler.zones`), and CheXpert's rul
 
 Zones (:data:`preprocessing.vocab.ZONES`) are given for positive and uncertain mentions only: each
 location phrase of a sentence goes to the nearest positive/uncertain mention, and a mention that
-gets none inherits all of its sentence's locations.
+gets none inherits all of its sentence's locations. Devices get no zones and take no phrases ("right
+PICC" names where the line goes in, not a lung zone).
 """
 
 from __future__ import annotations
@@ -89,8 +90,12 @@ def _find_hits(sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_
         for m in pattern.regex.finditer(sents.low):
             start, end = m.span()
             if pattern.kind == NORMAL:
-                # The pattern may hold its own "no" ("no acute disease"); only context before it counts.
-                if sents.classify(start, end, start) != POSITIVE:
+                # The pattern may hold its own "no" ("no acute disease"); only context before it counts,
+                # and only since the last "and" or comma: "no effusion and heart size is normal" is
+                # two statements, while "not normal" / "possibly normal" still qualify the statement.
+                clause_left = sents.clause_span(start, end)[0]
+                since = max(sents.low.rfind(" and ", clause_left, start), sents.low.rfind(",", clause_left, start)) + 1
+                if sents.classify(start, end, start, since) != POSITIVE:
                     continue
                 value = NEGATIVE
             else:
@@ -102,9 +107,10 @@ def _find_hits(sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_
 
 
 def _assign_locations(sents: Sentences, hits: list[_Hit]) -> None:
-    """Give each location phrase to the nearest positive/uncertain hit of its sentence."""
+    """Give each location phrase to the nearest positive/uncertain hit of its sentence; a phrase whose
+    nearest hit is a device (a concept without zones) is dropped."""
     active = [h for h in hits if h.value != NEGATIVE]
-    if not active:
+    if not any(CONCEPTS[h.concept].zoned for h in active):
         return
     by_sentence: dict[int, list[_Hit]] = {}
     for h in active:
@@ -115,10 +121,12 @@ def _assign_locations(sents: Sentences, hits: list[_Hit]) -> None:
         candidates = by_sentence.get(i)
         if not candidates:
             continue
-        loc = parse_location(m.group(0))
-        sentence_locations.setdefault(i, []).append(loc)
         # Spans inside a mention ("retrocardiac opacity" is one phrase) count as distance 0.
         nearest = min(candidates, key=lambda h: max(h.start - m.end(), m.start() - h.end, 0))
+        if not CONCEPTS[nearest.concept].zoned:
+            continue  # "right PICC": the side belongs to the device, not to a finding further on
+        loc = parse_location(m.group(0))
+        sentence_locations.setdefault(i, []).append(loc)
         for h in candidates:
             if (h.start, h.end) == (nearest.start, nearest.end):
                 h.locations.append(loc)
@@ -152,8 +160,8 @@ def label_report(text: str | None, observations: str | list[str] | tuple[str, ..
             if old is None or rank[h.value] > rank[old]:
                 values[obs] = h.value
             evidence.setdefault(obs, []).append(Mention(h.start, h.end, text[h.start:h.end], h.value, h.sentence))
-            if h.value != NEGATIVE:
-                concept = CONCEPTS[h.concept]
+            concept = CONCEPTS[h.concept]
+            if h.value != NEGATIVE and concept.zoned:
                 zone_sets[obs] |= set(concept.default_zones) | set(resolve_zones(h.locations, concept.default_levels))
     zones = {obs: [z for z in ZONES if z in found] for obs, found in zone_sets.items()}
     if NO_FINDING in values:

@@ -23,41 +23,61 @@ _SENTENCE_END = re.compile(r"(?<!\d)[.!?]+(?=\s|$|[A-Z])|[.!?]+(?=\s)|\n\s*\n")
 
 _TERMINATOR = re.compile(
     r";|\b(?:but|however|although|though|whereas|while|which|yet|aside from|apart from|except(?: for)?"
-    r"|with the exception of|other than|otherwise|now|with|there (?:is|are)|likely represents?|"
-    r"and (?=(?:the|there|a|an)\b))\b",
+    r"|with the exception of|other than|otherwise|now|(?<!consistent\s)(?<!compatible\s)(?<!keeping\s)with"
+    r"|(?<!if\s)(?<!whether\s)there (?:is|are)|likely represents?"
+    r"|and (?=(?:the|there|a|an|mild|mildly|moderate|moderately|severe|small|large|stable|persistent|new|minimal"
+    r"|trace|unchanged|increased|increasing|decreased|worsening|improved|improving)\b))\b",
 )
 
 _PSEUDO = re.compile(
     r"\b(?:no|without|not)\s+(?:significant\s+|interval\s+|appreciable\s+|substantial\s+|definite\s+)*"
     r"(?:change|increase|decrease|progression|worsening|improvement|only)\w*"
     r"|\bnot\s+(?:necessarily|significantly\s+changed|changed)"
+    # A finding that has only partly gone is still there.
+    r"|\b(?:partially|partly|incompletely|nearly|almost|not\s+(?:completely|entirely|fully))\s+(?:completely\s+)?"
+    r"(?:resolved|resolving|cleared|clearing|removed)\b|\bpartial\s+(?:resolution|clearing|removal)"
     r"|\bgram[\s-]negative\b",
 )
 
 _PRE_NEG = re.compile(
     r"\b(?:no|not|without|negative\s+for|free\s+of|clear\s+of|absence\s+of|absent|resolved|resolution\s+of"
-    r"|removed|removal\s+of|no\s+longer|none|neither|nor|rather\s+than|instead\s+of)\b",
+    r"|removed|removal\s+of|clearing\s+of|no\s+longer|none|neither|nor|rather\s+than|instead\s+of)\b",
 )
 _PRE_UNC = re.compile(
     r"\b(?:may|might|could|possibl[ey]|possibility|suggest\w*|suspect\w*"
     r"|suspicious|concern(?:ing)?\s+(?:for|of)|question(?:able)?|questioned|equivocal|indeterminate"
     r"|vs\.?|versus|differential|cannot\s+(?:be\s+)?(?:exclude|excluded|rule\s+out|ruled\s+out)"
     r"|can\s*not\s+(?:exclude|rule\s+out)|can't\s+(?:exclude|rule\s+out)|not\s+(?:be\s+)?excluded|rule\s+out|r/o"
-    r"|presumed|presumably|worrisome|evaluat\w*\s+(?:of|for)|assess\w*\s+(?:of|for)|to\s+(?:exclude|rule\s+out))\b",
+    r"|presumed|presumably|worrisome|evaluat\w*\s+(?:of|for)|assess\w*\s+(?:of|for)|to\s+(?:exclude|rule\s+out)"
+    r"|correlat\w*\s+(?:clinically\s+)?for|clinical\s+correlation\s+for|(?:appropriate|right)\s+clinical\s+(?:setting|context)"
+    r"|(?:determine|assess|evaluate|see)\s+(?:if|whether)|alternatively)\b",
 )
+# Up to six words between a mention and its post-trigger ("nodule in the right lower lobe is not seen"),
+# so that a trigger at the far end of a long clause does not reach back to every mention in it.
+_FEW_WORDS = r"\W*(?:[\w-]+\W+){0,6}?"
 _POST_NEG = re.compile(
-    r"^[^;]*?\b(?:(?:is|are|was|were|has\s+been|have\s+been)\s+)?(?:not|no\s+longer)\s+(?:be\s+)?"
+    rf"^{_FEW_WORDS}(?:(?:is|are|was|were|has\s+been|have\s+been)\s+)?(?:not|no\s+longer)\s+(?:be\s+)?"
+    r"(?:(?:well|clearly|definitely|convincingly|definitively)[\s-]+)?"
     r"(?:seen|identified|present|visualized|visualised|evident|demonstrated|appreciated|noted|detected"
-    r"|apparent|visible|definitely\s+seen)\b"
+    r"|apparent|visible)\b(?!\s+(?:previously|before|earlier|on\s+(?:the\s+)?(?:prior|previous)))"
+    # "have resolved" ends a list of gone findings, however long ("consolidation, atelectasis and ... have cleared").
     r"|^[^;]*?\b(?:(?:has|have)\s+(?:since\s+)?(?:been\s+)?)(?:resolved|cleared|removed)\b"
     r"|^\s*(?:(?:is|are|was|were)\s+)?(?:resolved|absent|removed|cleared)\b"
     r"|^\s*(?:appears?|is|are|remains?|seems?)\s+(?:\w+\s+)?(?:within\s+(?:the\s+)?(?:normal\s+)?limits|normal)\b",
+)
+# Words that link an image finding to its interpretation ("opacity, compatible with pneumonia in the
+# appropriate clinical setting"): a post-trigger after them qualifies the interpretation, not the finding.
+_INTERPRETATION = re.compile(
+    r"\b(?:consistent\s+with|compatible\s+with|in\s+keeping\s+with|suggestive\s+of|suggesting|representing"
+    r"|concerning\s+for|suspicious\s+for|due\s+to|secondary\s+to|reflecting)\b"
 )
 _POST_UNC = re.compile(
     r"^[^;]*?\b(?:cannot\s+be|can\s*not\s+be|can't\s+be|not\s+be|is\s+not|are\s+not|not)\s+"
     r"(?:entirely\s+|completely\s+|totally\s+|definitely\s+)?(?:excluded|ruled\s+out|exclude)\b"
     r"|^[^;]*?\b(?:is|are)\s+(?:suspected|questioned|possible|likely|not\s+excluded|favored)\b"
-    r"|^\s*(?:vs\.?|versus)\s+(?=\w)|^\s*\?",
+    rf"|^{_FEW_WORDS}in\s+the\s+(?:appropriate|right|proper)\s+clinical\s+(?:setting|context)"
+    rf"|^{_FEW_WORDS}(?:is|are)\s+(?:also\s+)?(?:in\s+the\s+differential|(?:another|a|also\s+a)\s+(?:consideration|possibility))\b"
+    r"|^\s*(?:[\w-]+\s+){0,2}?(?:vs\.?|versus)\s+(?=\w)|^\s*\?",
 )
 
 
@@ -91,14 +111,17 @@ class Sentences:
     def _is_pseudo(self, start: int, end: int) -> bool:
         return any(s <= start and end <= e for s, e in self._pseudo)
 
-    def classify(self, start: int, end: int, head_start: int) -> int:
+    def classify(self, start: int, end: int, head_start: int, left_limit: int = 0) -> int:
         """Value of the mention ``[start, end)``: POSITIVE, NEGATIVE or UNCERTAIN.
 
         ``head_start`` is where the mention's last word begins, so that a trigger inside a longer
-        mention ("heart is *not* enlarged") counts as preceding it.
+        mention ("heart is *not* enlarged") counts as preceding it. Pre-triggers before ``left_limit``
+        do not count.
         """
         left, right = self.clause_span(start, end)
-        after = self.low[end:right]
+        left = max(left, left_limit)
+        link = _INTERPRETATION.search(self.low, end, right)
+        after = self.low[end:link.start() if link else right]
         if _POST_UNC.search(after):
             return UNCERTAIN
         if _POST_NEG.search(after):

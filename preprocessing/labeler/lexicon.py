@@ -22,12 +22,18 @@ FINDING, NORMAL = "finding", "normal"
 
 @dataclass(frozen=True)
 class Concept:
-    """One thing the text can state; ``targets`` maps a vocabulary's observation names it feeds."""
+    """One thing the text can state; ``targets`` maps a vocabulary's observation names it feeds.
+
+    ``zoned`` is False for things whose side words name no lung zone ("right PICC" is a device
+    inserted on the right, not a finding in the right lung): they get no zones and take no location
+    phrase from a neighbouring finding.
+    """
 
     name: str
     targets: tuple[str, ...]
     default_levels: tuple[str, ...] = ("upper", "middle", "lower")
     default_zones: tuple[str, ...] = ()
+    zoned: bool = True
 
 
 # CheXpert and NIH names live side by side: a concept feeds every name present in the chosen list.
@@ -47,7 +53,7 @@ CONCEPTS: dict[str, Concept] = {c.name: c for c in (
     Concept("effusion", ("Pleural Effusion", "Effusion"), default_levels=("lower",)),
     Concept("pleural_other", ("Pleural Other", "Pleural_Thickening")),
     Concept("fracture", ("Fracture",)),
-    Concept("device", ("Support Devices",)),
+    Concept("device", ("Support Devices",), zoned=False),
     Concept("emphysema", ("Emphysema",)),
     Concept("hernia", ("Hernia",)),
 )}
@@ -77,14 +83,14 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                                  rf"|{_HEART}{_GAP}(?:{_LARGE}|borderline)"),
     (("cardiomegaly",), NORMAL, rf"(?:normal|unremarkable)\s+(?:sized?\s+)?{_HEART}|{_HEART}{_GAP}(?:{_NORMAL}|{_TOP_NORMAL})"),
     (("cardiomegaly", "mediastinum"), NORMAL, rf"normal\s+{_CM}|{_CM}{_GAP}{_NORMAL}"),
-    (("mediastinum",), FINDING, rf"{_LARGE}\s+(?:of\s+the\s+)?(?:(?!and\b|normal\b|with\b)[\w/-]+[\s/]+){{0,3}}?mediastin\w*"
-                                rf"|{_MEDIASTINUM}{_GAP}{_LARGE}|mediastinal\s+(?:lymph\s*)?adenopathy|mediastinal\s+mass"
+    (("mediastinum",), FINDING, rf"{_LARGE}\s+(?:of\s+the\s+)?(?:(?!and\b|normal\b|with\b|calcified\b)[\w/-]+[\s/]+){{0,3}}?mediastin\w*"
+                                rf"|{_MEDIASTINUM}{_GAP}{_LARGE}|(?<!calcified\s)mediastinal\s+(?:lymph\s*)?adenopathy|mediastinal\s+mass"
                                 rf"|{_LARGE}\s+(?:right\s+|left\s+)?paratracheal|paratracheal\s+(?:\w+\s+){{0,2}}{_LARGE}"),
     (("mediastinum",), NORMAL, rf"normal\s+mediastin\w*|{_MEDIASTINUM}{_GAP}{_NORMAL}"),
     # --- lung parenchyma
-    (("nodule",), FINDING, r"(?<!calcified\s)(?:nodul(?:e|es|ar)|nodlues?|noduels?|micronodul\w*)"
+    (("nodule",), FINDING, r"(?:fibro|reticulo)?nodul(?:e|es|ar)|nodlues?|noduels?|micronodul\w*"
                            r"|(?:round|rounded|ovoid|oval|spherical)\s+(?:\w+\s+)?(?:opacit\w+|densit\w+|lesions?)"),
-    (("mass",), FINDING, r"mass(?:es)?(?!\s+effect)|(?:cavitary|cavitating|pulmonary|lung|parenchymal)\s+lesions?"
+    (("mass",), FINDING, r"mass(?:es)?(?!\s+effect)|mass[\s-]?like|cavit(?:y|ies)|(?:cavitary|cavitating|pulmonary|lung|parenchymal)\s+lesions?"
                          r"|cavitation|tumou?rs?|neoplasms?|carcinoma|malignan\w*|metastas[ie]s|metastatic"),
     (("opacity",), FINDING, r"opaci\w*|opactiy|opacites|opcaity|(?<!bone\s)(?<!breast\s)(?<!tissue\s)densit(?:y|ies)"
                             r"|infiltra\w*|air[\s-]?space\s+(?:disease|process|opacit\w*|filling)"),
@@ -95,8 +101,8 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("edema",), FINDING, r"o?edema(?:tous)?|(?:heart|cardiac)\s+failure|chf|(?:pulmonary\s+)?(?:vascular|venous)\s+congestion"
                           r"|pulmonary\s+congestion|congestive|(?:pulmonary\s+)?venous\s+hypertension|cephalization"
                           r"|kerley|vascular\s+(?:prominence|engorgement|indistinctness)"
-                          r"|(?:prominen\w+|engorged|indistinct)\s+(?:of\s+)?(?:the\s+)?(?:central\s+)?(?:pulmonary\s+)?vascula\w*"
-                          r"|(?:pulmonary\s+)?vascula\w*\s+(?:is\s+|are\s+)?(?:prominen\w+|engorged|indistinct|congested)"),
+                          r"|(?:prominen\w+|engorged|indistinct|increased)\s+(?:of\s+)?(?:the\s+)?(?:central\s+)?(?:pulmonary\s+|lung\s+)?vascula\w*"
+                          r"|(?:pulmonary\s+|lung\s+)?vascula\w*\s+(?:is\s+|are\s+)?(?:prominen\w+|engorged|indistinct|congested|increased)"),
     (("edema",), NORMAL, r"(?:pulmonary\s+)?vascula(?:ture|rity)\s+(?:is\s+|are\s+|appears\s+)?(?:normal|within\s+normal\s+limits)"
                          r"|normal\s+(?:pulmonary\s+)?vascula\w*"),
     (("consolidation",), FINDING, r"consol[io]?dat\w*|consoildat\w*"),
@@ -105,20 +111,21 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                                r"|(?<!granulomatous\s)(?<!prior\s)(?<!old\s)(?<!previous\s)(?<!remote\s)(?<!healed\s)"
                                r"(?<!of\s)(?<!for\s)infect(?:ion|ious|ive)"),
     (("atelectasis",), FINDING, r"at[ea]l[ea]?cta\w*|atelctasis|(?:lob\w*|lung|segmental|subsegmental)\s+collapse"
-                                r"|collapsed?\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+)?(?:lobe|lung)"),
+                                r"|collapsed?\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+){0,6}?(?:lobe|lung)"),
     (("emphysema",), FINDING, r"(?<!subcutaneous\s)emphysem\w*"),
     (_PARENCHYMA, NORMAL, r"(?:lungs?|lung\s+fields|lung\s+parenchyma)\s+(?:(?:are|is|appear|appears|remain|remains)\s+)?"
                           r"(?:(?:otherwise|now|grossly|well[\s-]expanded\s+and|hyperexpanded\s+but|essentially)\s+)*clear"
                           r"|clear\s+lungs?"),
     # --- pleura
     (("pneumothorax",), FINDING, r"(?:hydro)?p(?:neu|nue)mo?th?(?:or|ro)a(?:x|ces)|pneumothora\w*|ptx"
-                                 r"|pleural\s+air\b|(?:pleural|apical)\s+(?:\w+\s+)?air\s+collections?"),
+                                 r"|pleural\s+air\b|(?:pleural|apical)\s+(?:\w+\s+)?air\s+collections?"
+                                 r"|(?:effusions?|pleural\s+fluid)\s+with\s+(?:an?\s+)?air[\s-]fluid\s+levels?"),
     (("effusion",), FINDING, r"(?<!pericardial\s)(?<!joint\s)eff?us(?:ion|ions|oin)|effsuions?|pleural\s+(?:fluid|fusions?)"
                              r"|hydropneumothorax|fluid\s+in\s+the\s+(?:\w+\s+)?(?:pleural\s+space|fissure)"),
     (("effusion",), NORMAL, r"costophrenic\s+(?:angles?|sulc[iu]s?)\s+(?:are\s+|is\s+)?(?:sharp|clear|normal|preserved)"),
     (("effusion", "pneumothorax"), NORMAL, r"pleural\s+spaces?\s+(?:are\s+|is\s+)?(?:clear|normal|unremarkable)"),
     (("pleural_other",), FINDING, r"pleural\s+(?:thickening|plaques?|scar\w*|calcifications?|based\s+(?:opacit\w+|densit\w+))"
-                                  r"|pleural[\s-]+parenchymal\s+(?:scar\w*|thickening|changes?)|pleuroparenchymal|fibrothorax"
+                                  r"|pleural[\s-]+(?:parenchymal|peripheral)\s+(?:scar\w*|thickening|changes?)|pleuroparenchymal|fibrothorax"
                                   r"|thickened\s+pleura|(?:apical\s+)?pleural\s+cap\w*|thickening\s+of\s+the\s+pleura"
                                   r"|(?:fissural|fissure)\s+thickening|thickened\s+(?:\w+\s+)?fissures?"
                                   r"|(?:scarring|thickening)\s+(?:(?:at|of|in)\s+)?(?:the\s+)?(?:\w+\s+)?costophrenic"),

@@ -127,6 +127,61 @@ def test_negated_findings_get_no_zones():
     assert label_report("No left pleural effusion.").zones["Pleural Effusion"] == []
 
 
+@pytest.mark.parametrize("text, expected", [
+    # a finding that has only partly gone is still there
+    ("Almost completely resolved right apical pneumothorax.", {"Pneumothorax": 1}),
+    ("Partially resolved left lower lobe consolidation.", {"Consolidation": 1}),
+    ("Interval clearing of left base airspace opacities.", {"Lung Opacity": 0}),
+    # post-negation reaches a few words only, and "not seen previously" means new
+    ("New right lower lobe opacity, not seen previously.", {"Lung Opacity": 1}),
+    ("The previously noted nodule in the right lower lobe is not well-seen on today's study.", {"Lung Lesion": 0}),
+    # "have cleared" after a list negates the whole list
+    ("Consolidation, atelectasis, and blunting in the left lower lobe have cleared in the interval.",
+     {"Consolidation": 0, "Atelectasis": 0}),
+    # "compatible with" / "consistent with" does not end the hedge's scope
+    ("Abnormal opacity in the right lung base which may be compatible with pneumonia.", {"Pneumonia": -1}),
+    ("Right upper lobe airspace consolidation. Please correlate clinically for pneumonia.",
+     {"Consolidation": 1, "Pneumonia": -1}),
+    ("Left lower lobe airspace disease, compatible with pneumonia in the appropriate clinical setting.",
+     {"Lung Opacity": 1, "Pneumonia": -1}),
+    ("In the appropriate clinical setting, this is compatible with infection.", {"Pneumonia": -1}),
+    ("Patchy bibasilar opacities representing an infectious etiology versus chronic lung disease.",
+     {"Lung Opacity": 1, "Pneumonia": -1}),
+    ("Pneumonia is in the differential.", {"Pneumonia": -1}),
+    ("Findings may be secondary to edema. Atypical infection is another consideration.", {"Pneumonia": -1}),
+    ("CT is recommended to determine if there is mediastinal adenopathy.", {"Enlarged Cardiomediastinum": -1}),
+    # "and" before a graded finding, or before a new statement, starts a new clause
+    ("No pleural effusion and mild cardiomegaly.", {"Pleural Effusion": 0, "Cardiomegaly": 1}),
+    ("No pneumothorax and heart size is normal.", {"Pneumothorax": 0, "Cardiomegaly": 0}),
+])
+def test_scope_and_pseudo_triggers(text, expected):
+    got = values(text)
+    assert {k: got.get(k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Calcified nodule in the left upper lobe.", {"Lung Lesion": 1}),
+    ("Minimal fibronodular scarring in the right apex.", {"Lung Lesion": 1, "Lung Opacity": 1}),
+    ("Worsening masslike opacification of the right apex.", {"Lung Lesion": 1}),
+    ("Decreasing right upper lobe cavity.", {"Lung Lesion": 1}),
+    ("Moderate layering right pleural effusion with air-fluid level.", {"Pneumothorax": 1, "Pleural Effusion": 1}),
+    ("Mild biapical pleural-peripheral scarring.", {"Pleural Other": 1}),
+    ("Stable mild cardiomegaly and increased lung vascularity.", {"Edema": 1}),
+    ("Collapse of a substantial portion of the left lung.", {"Atelectasis": 1}),
+    # calcified mediastinal nodes are old granulomatous disease, not a widened mediastinum
+    ("There are large calcified mediastinal and right hilar granulomas.", {"Enlarged Cardiomediastinum": None}),
+])
+def test_lexicon_synonyms(text, expected):
+    got = values(text)
+    assert {k: got.get(k) for k in expected} == expected
+
+
+def test_device_side_words_give_no_zones():
+    labels = label_report("Right PICC with tip in the SVC and left basilar atelectasis.")
+    assert labels.values["Support Devices"] == 1 and labels.zones["Support Devices"] == []
+    assert labels.zones["Atelectasis"] == ["left_lower"]
+
+
 def test_redactions_do_not_break_sentences_or_mentions():
     text = "XXXX XXXX. The heart is XXXX enlarged.There is XXXX left basilar atelectasis. No XXXX pneumothorax."
     labels = label_report(text)
