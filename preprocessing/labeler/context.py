@@ -48,7 +48,7 @@ _PRE_UNC = re.compile(
     r"|suspicious|concern(?:ing)?\s+(?:for|of)|question(?:able)?|questioned|equivocal|indeterminate"
     r"|vs\.?|versus|differential|cannot\s+(?:be\s+)?(?:exclude|excluded|rule\s+out|ruled\s+out)"
     r"|can\s*not\s+(?:exclude|rule\s+out)|can't\s+(?:exclude|rule\s+out)|not\s+(?:be\s+)?excluded|rule\s+out|r/o"
-    r"|presumed|presumably|worrisome|evaluat\w*\s+(?:of|for)|assess\w*\s+(?:of|for)|to\s+(?:exclude|rule\s+out)"
+    r"|presumed|presumably|worrisome|evaluat\w*\s+(?:of|for)|assess\w*\s+(?:of|for)|to\s+(?:(?:completely|entirely|totally|definitely|fully)\s+)?(?:exclude|rule\s+out)"
     r"|correlat\w*\s+(?:clinically\s+)?for|clinical\s+correlation\s+for|(?:appropriate|right)\s+clinical\s+(?:setting|context)"
     r"|(?:determine|assess|evaluate|see)\s+(?:if|whether)|alternatively)\b",
 )

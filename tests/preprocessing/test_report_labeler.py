@@ -148,6 +148,7 @@ def test_negated_findings_get_no_zones():
     ("Patchy bibasilar opacities representing an infectious etiology versus chronic lung disease.",
      {"Lung Opacity": 1, "Pneumonia": -1}),
     ("Pneumonia is in the differential.", {"Pneumonia": -1}),
+    ("It would be difficult to completely exclude a superimposed pneumonia.", {"Pneumonia": -1}),
     ("Findings may be secondary to edema. Atypical infection is another consideration.", {"Pneumonia": -1}),
     ("CT is recommended to determine if there is mediastinal adenopathy.", {"Enlarged Cardiomediastinum": -1}),
     # "and" before a graded finding, or before a new statement, starts a new clause
