@@ -27,7 +27,7 @@ IGNORED_SUFFIXES = frozenset({".json", ".jsonl", ".txt", ".csv", ".tsv", ".md", 
 MANIFEST_SUFFIX = ".jsonl"
 PATH_LIST_SUFFIX = ".txt"
 # Frontal views come first: the model's heat maps are computed on the first view.
-_FRONTAL_VIEWS = ("PA", "AP")
+FRONTAL_VIEWS = ("PA", "AP")
 _HEADER_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "ViewPosition", "InstanceNumber"]
 
 
@@ -160,7 +160,7 @@ def _group_files(files: list[tuple[Path, Path]]) -> list[StudyInput]:
         else:
             by_uid[header.study_uid].append(header)
     for uid, headers in by_uid.items():
-        headers.sort(key=lambda h: (h.view not in _FRONTAL_VIEWS, h.instance, h.path))
+        headers.sort(key=lambda h: (h.view not in FRONTAL_VIEWS, h.instance, h.path))
         studies.append(StudyInput(study_id=uid, paths=tuple(h.path for h in headers), study_instance_uid=uid))
     return studies
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
-from multimodal.inference.sources import _FRONTAL_VIEWS as FRONTAL_VIEWS
+from multimodal.inference.sources import FRONTAL_VIEWS
 
 # DCM codes of the algorithm identification content items (TID 4019) in an SR.
 ALGORITHM_NAME_CODE = "111001"
