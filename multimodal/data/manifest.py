@@ -199,9 +199,9 @@ def write_manifest(records: Iterable[StudyRecord | dict[str, Any]], path: str | 
 
 
 def _relative_if_inside(image: str, folder: Path) -> str:
-    p = Path(image)
-    if not p.is_absolute():
-        return image
+    # A relative path in memory means relative to the working directory; on disk it will be read
+    # relative to the manifest's folder, so resolve it first.
+    p = Path(image).resolve()
     try:
         return p.relative_to(folder).as_posix()
     except ValueError:

@@ -87,3 +87,14 @@ def test_a_failed_write_leaves_the_old_manifest_untouched(tmp_path):
 def test_a_missing_manifest_is_a_manifest_error(tmp_path):
     with pytest.raises(ManifestError, match="cannot read"):
         load_manifest(tmp_path / "absent.jsonl")
+
+
+def test_an_image_path_relative_to_the_working_directory_survives_a_manifest_elsewhere(tmp_path, monkeypatch):
+    # `mmdx manifest nih ../data --out runs/m.jsonl`: paths given relative to the shell's folder
+    # must still point at the images when read back relative to the manifest's folder.
+    (tmp_path / "data").mkdir()
+    image = tmp_path / "data" / "a.png"
+    image.write_bytes(b"")
+    monkeypatch.chdir(tmp_path / "data")
+    out = write_manifest([StudyRecord(study_id="a", images=["a.png"])], tmp_path / "runs" / "m.jsonl")
+    assert Path(load_manifest(out)[0].images[0]) == image.resolve()
