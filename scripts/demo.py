@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -32,13 +33,16 @@ def main() -> int:
     RUN.mkdir(parents=True, exist_ok=True)
     data, train_dir, eval_dir = RUN / "phantom", RUN / "train", RUN / "eval"
     scores, sr_dir, heat_dir = RUN / "scores.jsonl", RUN / "sr", RUN / "heatmaps"
+    # A demo run starts afresh: `mmdx train` refuses an --out that already holds a run.
+    shutil.rmtree(train_dir, ignore_errors=True)
     times: dict[str, float] = {}
     t_all = time.perf_counter()
 
     times["phantom"] = step("synthetic phantom studies (SYNTHETIC, not patient data)",
                             "phantom", "--out", str(data), "--studies", "400", "--seed", "0", "--size", "128")
     times["train"] = step("fine-tune the phantom-tiny model", "train", "--config", "configs/phantom-tiny.yaml",
-                          "--set", f"data.manifest={data / 'manifest.jsonl'}", "--out", str(train_dir))
+                          "--set", f"data.manifest={data / 'manifest.jsonl'}", "--set", f"data.cache_dir={RUN / 'cache'}",
+                          "--out", str(train_dir))
     model = train_dir / "best"
     times["evaluate"] = step("evaluate on the held-out test split", "evaluate", "--model", str(model),
                              "--manifest", str(data / "manifest.jsonl"), "--out", str(eval_dir))
