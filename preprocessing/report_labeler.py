@@ -89,6 +89,10 @@ def _find_hits(sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_
             continue
         for m in pattern.regex.finditer(sents.low):
             start, end = m.span()
+            # The mention's head: a named group where the pattern gives one, else its last word.
+            head = m.start("head") if m.re.groupindex and m.start("head") >= 0 else sents.low.rfind(" ", start, end) + 1
+            if not sents.is_current(start, max(head, start)):
+                continue
             if pattern.kind == NORMAL:
                 # The pattern may hold its own "no" ("no acute disease"); only context before it counts,
                 # and only since the last "and" or comma: "no effusion and heart size is normal" is
@@ -99,7 +103,6 @@ def _find_hits(sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_
                     continue
                 value = NEGATIVE
             else:
-                head = sents.low.rfind(" ", start, end) + 1 or start
                 value = sents.classify(start, end, max(head, start))
             sentence = sents.index(start)
             hits.extend(_Hit(c, start, end, value, sentence) for c in wanted)

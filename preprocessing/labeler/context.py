@@ -21,13 +21,19 @@ _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz
 # A sentence ends at . ! ? (not inside a number like "1.5") or a blank line; "apex.There" also splits.
 _SENTENCE_END = re.compile(r"(?<!\d)[.!?]+(?=\s|$|[A-Z])|[.!?]+(?=\s)|\n\s*\n")
 
+# Words that open a new, separately graded finding ("no effusion and *mild* cardiomegaly").
+_NEW_FINDING = (r"(?:mild|mildly|moderate|moderately|severe|small|large|stable|persistent|new|minimal|trace|unchanged"
+                r"|increased|increasing|decreased|worsening|improved|improving)")
 _TERMINATOR = re.compile(
     r";|\b(?:but|however|although|though|whereas|while|which|yet|aside from|apart from|except(?: for)?"
-    r"|with the exception of|other than|otherwise|now|(?<!consistent\s)(?<!compatible\s)(?<!keeping\s)with"
+    r"|with the exception of|other than|otherwise|now"
     r"|(?<!if\s)(?<!whether\s)there (?:is|are)|likely represents?"
-    r"|and (?=(?:the|there|a|an|mild|mildly|moderate|moderately|severe|small|large|stable|persistent|new|minimal"
-    r"|trace|unchanged|increased|increasing|decreased|worsening|improved|improving)\b))\b",
+    rf"|and (?=(?:the|there|a|an|{_NEW_FINDING})\b))\b",
 )
+# "with" ends a negation ("no pneumothorax with small left effusion": the effusion is there) but not a
+# hedge ("may represent atelectasis with superimposed pneumonia": both are hedged), unless it opens a
+# separately graded finding or a negation ("possible pneumonia with mild / no effusion").
+_WITH = re.compile(rf"\b(?<!consistent\s)(?<!compatible\s)(?<!keeping\s)with\b(\s+(?:no|without|{_NEW_FINDING})\b)?")
 
 _PSEUDO = re.compile(
     r"\b(?:no|without|not)\s+(?:significant\s+|interval\s+|appreciable\s+|substantial\s+|definite\s+)*"
@@ -36,7 +42,7 @@ _PSEUDO = re.compile(
     # A finding that has only partly gone is still there.
     r"|\b(?:partially|partly|incompletely|nearly|almost|not\s+(?:completely|entirely|fully))\s+(?:completely\s+)?"
     r"(?:resolved|resolving|cleared|clearing|removed)\b|\bpartial\s+(?:resolution|clearing|removal)"
-    r"|\bgram[\s-]negative\b",
+    r"|\bgram[\s-]negative\b|\bage[\s-]+indeterminate\b",
 )
 
 _PRE_NEG = re.compile(
@@ -81,6 +87,13 @@ _POST_UNC = re.compile(
 )
 
 
+# A sentence that opens with "if" states no finding ("If there is concern for fracture, consider rib views").
+_HYPOTHETICAL = re.compile(r"(?:^|(?<=[.!?:\n]))\s*(?:\d+\.\s*)?(if)\b")
+# "history of" followed by the mention within a few words and no punctuation. "Status post" is not
+# here: it names procedures, and what they leave (devices, healed fractures) is still seen.
+_HISTORY = re.compile(r"\b(?:history\s+of|h/o|hx\s+of)\s+(?:[\w/'-]+\s+){0,5}$")
+
+
 class Sentences:
     """Sentence and clause boundaries of one text (character offsets); ``low`` is the text ASCII-lowered."""
 
@@ -88,8 +101,12 @@ class Sentences:
         self.low = text.translate(_LOWER)
         ends = [m.end() for m in _SENTENCE_END.finditer(text)]  # the original: "apex.There" needs case
         self.starts = [0] + [e for e in ends if e < len(text)]
-        self.cuts = sorted(set([m.start() for m in _TERMINATOR.finditer(self.low)] + ends))
+        hard = [m.start() for m in _TERMINATOR.finditer(self.low)] + ends
+        withs = [(m.start(), m.group(1) is not None) for m in _WITH.finditer(self.low)]
+        self.cuts = sorted(set(hard + [s for s, _ in withs]))
+        self.hedge_cuts = sorted(set(hard + [s for s, graded in withs if graded]))
         self._pseudo = [m.span() for m in _PSEUDO.finditer(self.low)]
+        self._hypothetical = {self.index(m.start(1)) for m in _HYPOTHETICAL.finditer(self.low)}
 
     def index(self, pos: int) -> int:
         """Index of the sentence holding character ``pos``."""
@@ -100,13 +117,25 @@ class Sentences:
         end = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.low)
         return self.starts[i], end
 
-    def clause_span(self, start: int, end: int) -> tuple[int, int]:
-        """The clause around the span ``[start, end)``: between the nearest cuts either side."""
-        i = bisect.bisect_right(self.cuts, start)
-        left = self.cuts[i - 1] if i > 0 else 0
-        j = bisect.bisect_left(self.cuts, end)
-        right = self.cuts[j] if j < len(self.cuts) else len(self.low)
+    def clause_span(self, start: int, end: int, hedge: bool = False) -> tuple[int, int]:
+        """The clause around the span ``[start, end)``: between the nearest cuts either side.
+
+        ``hedge=True`` gives the (sometimes wider) scope of an uncertainty trigger, which crosses "with".
+        """
+        cuts = self.hedge_cuts if hedge else self.cuts
+        i = bisect.bisect_right(cuts, start)
+        left = cuts[i - 1] if i > 0 else 0
+        j = bisect.bisect_left(cuts, end)
+        right = cuts[j] if j < len(cuts) else len(self.low)
         return left, right
+
+    def is_current(self, start: int, head_start: int) -> bool:
+        """False when the mention starting at ``start`` (last word at ``head_start``) is not a finding of
+        this study: in a hypothetical sentence ("If there is concern for fracture, consider rib views")
+        or just after "history of" ("consistent with history of right upper lobe mass")."""
+        if self.index(start) in self._hypothetical:
+            return False
+        return not _HISTORY.search(self.low, self.clause_span(start, start)[0], head_start)
 
     def _is_pseudo(self, start: int, end: int) -> bool:
         return any(s <= start and end <= e for s, e in self._pseudo)
@@ -120,15 +149,17 @@ class Sentences:
         """
         left, right = self.clause_span(start, end)
         left = max(left, left_limit)
-        link = _INTERPRETATION.search(self.low, end, right)
-        after = self.low[end:link.start() if link else right]
-        if _POST_UNC.search(after):
+        hedge_left, hedge_right = self.clause_span(start, end, hedge=True)
+        hedge_left = max(hedge_left, left_limit)
+        link = _INTERPRETATION.search(self.low, end, hedge_right)
+        if _POST_UNC.search(self.low[end:link.start() if link else hedge_right]):
             return UNCERTAIN
-        if _POST_NEG.search(after):
+        if _POST_NEG.search(self.low[end:link.start() if link and link.start() < right else right]):
             return NEGATIVE
         # Negation beats uncertainty in a clause ("no opacity to suggest pneumonia"), but "cannot
         # exclude" holds a negation word and is uncertain: negations inside it do not count.
-        uncertain = [m.span() for m in _PRE_UNC.finditer(self.low, left, head_start) if m.end() <= head_start]
+        uncertain = [m.span() for m in _PRE_UNC.finditer(self.low, hedge_left, head_start)
+                     if m.end() <= head_start and not self._is_pseudo(*m.span())]
         for m in _PRE_NEG.finditer(self.low, left, head_start):
             s, e = m.span()
             if e <= head_start and not self._is_pseudo(s, e) and not any(us <= s and e <= ue for us, ue in uncertain):

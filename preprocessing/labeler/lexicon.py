@@ -68,6 +68,9 @@ _CM = r"(?:cardio[\s-]?mediastinal|cardiomediastinum)\s*(?:silhouettes?|contours
 _MEDIASTINUM = r"(?:(?:superior\s+)?mediastin(?:um|al\s+(?:silhouette|contours?|width|shadow|structures|outline)s?))"
 # A few words within one clause: no punctuation, and not across "and the" / "but" / "with".
 _GAP = r"(?:(?!\b(?:and\s+the|and\s+there|but|with|however)\b)[\w\s/-]){0,50}?\b"
+# The gap of a normal statement holds no negation: "heart size is *not* within normal limits" is no
+# normal statement (it is an abnormal one, below).
+_AFFIRMED_GAP = r"(?:(?!\b(?:and\s+the|and\s+there|but|with|however|not|no)\b)[\w\s/-]){0,50}?\b"
 _LARGE = r"(?:enlarged|enlargement|enlarging|large|increased|prominent|prominence|widened|widening|wide)"
 _NORMAL = (r"(?:normal|within\s+normal\s+limits|wnl|unremarkable|stable|unchanged|satisfactory|"
            r"not\s+(?:enlarged|widened)|(?:is|are)\s+clear|maintained|preserved)")
@@ -81,12 +84,20 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                                  r"|enlarged\s+(?:heart|cardiac\s+(?:silhouette|shadow|size|contour))"),
     (("cardiomegaly",), FINDING, rf"borderline\s+(?:cardiomegaly|(?:heart|cardiac)\s+(?:size|silhouette|enlargement))"
                                  rf"|{_HEART}{_GAP}(?:{_LARGE}|borderline)"),
-    (("cardiomegaly",), NORMAL, rf"(?:normal|unremarkable)\s+(?:sized?\s+)?{_HEART}|{_HEART}{_GAP}(?:{_NORMAL}|{_TOP_NORMAL})"),
-    (("cardiomegaly", "mediastinum"), NORMAL, rf"normal\s+{_CM}|{_CM}{_GAP}{_NORMAL}"),
+    # A heart (or cardiomediastinal silhouette) that is "abnormal" / "not (within) normal" is enlarged:
+    # size is what the statement is about. The named group is the mention's head, so that a "not"
+    # inside it is the statement itself, while "not abnormal" is still a negation.
+    # An enlarged cardiomediastinal *silhouette* is read as cardiomegaly, as the IU coders do
+    # ("Cardiac Shadow/enlarged" for every such tune report); a widened mediastinum is named as such.
+    (("cardiomegaly",), FINDING, rf"(?:{_HEART}|{_CM}){_GAP}(?P<head>abnormal|not\s+(?:within\s+(?:the\s+)?)?normal)"
+                                 rf"|abnormal\s+(?:{_HEART}|{_CM})|(?:enlarged|enlargement\s+of\s+the)\s+{_CM}"
+                                 rf"|{_CM}{_GAP}(?:enlarged|enlargement)"),
+    (("cardiomegaly",), NORMAL, rf"(?:normal|unremarkable)\s+(?:sized?\s+)?{_HEART}|{_HEART}{_AFFIRMED_GAP}(?:{_NORMAL}|{_TOP_NORMAL})"),
+    (("cardiomegaly", "mediastinum"), NORMAL, rf"normal\s+{_CM}|{_CM}{_AFFIRMED_GAP}{_NORMAL}"),
     (("mediastinum",), FINDING, rf"{_LARGE}\s+(?:of\s+the\s+)?(?:(?!and\b|normal\b|with\b|calcified\b)[\w/-]+[\s/]+){{0,3}}?mediastin\w*"
                                 rf"|{_MEDIASTINUM}{_GAP}{_LARGE}|(?<!calcified\s)mediastinal\s+(?:lymph\s*)?adenopathy|mediastinal\s+mass"
                                 rf"|{_LARGE}\s+(?:right\s+|left\s+)?paratracheal|paratracheal\s+(?:\w+\s+){{0,2}}{_LARGE}"),
-    (("mediastinum",), NORMAL, rf"normal\s+mediastin\w*|{_MEDIASTINUM}{_GAP}{_NORMAL}"),
+    (("mediastinum",), NORMAL, rf"normal\s+mediastin\w*|{_MEDIASTINUM}{_AFFIRMED_GAP}{_NORMAL}"),
     # --- lung parenchyma
     (("nodule",), FINDING, r"(?:fibro|reticulo)?nodul(?:e|es|ar)|nodlues?|noduels?|micronodul\w*"
                            r"|(?:round|rounded|ovoid|oval|spherical)\s+(?:\w+\s+)?(?:opacit\w+|densit\w+|lesions?)"),

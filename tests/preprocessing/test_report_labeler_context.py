@@ -1,0 +1,104 @@
+"""Report labeler, third round: the radiology-language rules a new report relies on (abnormal heart size,
+double negation, change words, history, hypotheticals, lists after a negation, scope across "with",
+"but" and "although"), each with real-style sentences."""
+
+from __future__ import annotations
+
+import pytest
+
+from preprocessing.report_labeler import label_report
+
+
+def values(text: str) -> dict:
+    """Only the mentioned observations' values."""
+    return {k: v for k, v in label_report(text).values.items() if v is not None}
+
+
+@pytest.mark.parametrize("text, expected", [
+    # an abnormal heart size is an enlarged one
+    ("Heart size is not normal.", 1),
+    ("The heart size is not within normal limits.", 1),
+    ("The cardiac silhouette is abnormal.", 1),
+    ("Stable enlarged cardiomediastinal silhouette.", 1),
+    # ... while a negated abnormality or a plain normal statement is still negative
+    ("The heart size is not abnormal.", 0),
+    ("The cardiomediastinal silhouette is not enlarged.", 0),
+    ("Heart size is within normal limits.", 0),
+])
+def test_abnormal_heart_size(text, expected):
+    assert values(text)["Cardiomegaly"] == expected
+
+
+@pytest.mark.parametrize("text, observation", [
+    ("Cannot exclude a small left pleural effusion.", "Pleural Effusion"),
+    ("Early pneumonia is not excluded.", "Pneumonia"),
+    ("A small apical pneumothorax is not ruled out.", "Pneumothorax"),
+    ("Underlying consolidation cannot be entirely excluded.", "Consolidation"),
+])
+def test_double_negation_is_uncertain(text, observation):
+    assert values(text)[observation] == -1
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a finding that has not changed is still there
+    ("No change in the small right pleural effusion.", {"Pleural Effusion": 1}),
+    ("Left basilar atelectasis without change.", {"Atelectasis": 1}),
+    ("Stable right upper lobe nodule.", {"Lung Lesion": 1}),
+    ("Unchanged mild cardiomegaly.", {"Cardiomegaly": 1}),
+    ("Right lower lobe opacity, no interval change.", {"Lung Opacity": 1}),
+    # a finding that has gone is negative
+    ("The right pleural effusion has resolved.", {"Pleural Effusion": 0}),
+    ("Prior right lower lobe pneumonia has resolved.", {"Pneumonia": 0}),
+    ("Left basilar opacity has cleared.", {"Lung Opacity": 0}),
+    ("The left chest tube has been removed.", {"Support Devices": 0}),
+])
+def test_change_words(text, expected):
+    got = values(text)
+    assert {k: got.get(k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    # "history of" names a past condition, not a finding of this study
+    ("History of pneumonia. Lungs are clear.", {"Pneumonia": 0}),
+    ("Stable right suprahilar opacity, compatible with history of right upper lobe mass.",
+     {"Lung Opacity": 1, "Lung Lesion": None}),
+    ("Patient with a history of CHF. No pleural effusion.", {"Edema": None}),
+    # a hypothetical sentence states nothing
+    ("No displaced rib fracture. If there is concern for fracture, consider rib series.", {"Fracture": 0}),
+    # "status post" names a procedure; what it leaves behind is still seen
+    ("Status post pacemaker placement.", {"Support Devices": 1}),
+    ("Status post remote right humerus fracture.", {"Fracture": 1}),
+    ("Status post median sternotomy and CABG.", {"Support Devices": None}),
+    # age-indeterminate fractures are fractures
+    ("Several age-indeterminate left-sided rib fractures.", {"Fracture": 1}),
+])
+def test_history_hypotheticals_and_procedures(text, expected):
+    got = values(text)
+    assert {k: got.get(k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a list after a negation is negated as a whole
+    ("No focal consolidation, pneumothorax or effusion.",
+     {"Consolidation": 0, "Pneumothorax": 0, "Pleural Effusion": 0}),
+    ("The lungs are clear without focal airspace disease, pleural effusion, or pneumothorax.",
+     {"Lung Opacity": 0, "Pleural Effusion": 0, "Pneumothorax": 0}),
+    # a negation does not cross "but", "however", "although"
+    ("No pneumothorax, but there is a small left effusion.", {"Pneumothorax": 0, "Pleural Effusion": 1}),
+    ("No focal consolidation; however, there is mild bibasilar atelectasis.",
+     {"Consolidation": 0, "Atelectasis": 1}),
+    ("No pleural effusion, although mild atelectasis is seen at the bases.",
+     {"Pleural Effusion": 0, "Atelectasis": 1}),
+    # a negation stops at "with" ...
+    ("No pneumothorax with small left pleural effusion.", {"Pneumothorax": 0, "Pleural Effusion": 1}),
+    # ... but a hedge carries across it, unless "with" opens a graded or negated finding
+    ("Findings may represent atelectasis with superimposed pneumonia.", {"Atelectasis": -1, "Pneumonia": -1}),
+    ("Worsening masslike opacification, suggesting malignancy with postobstructive pneumonia.",
+     {"Pneumonia": -1}),
+    ("Possible right lower lobe pneumonia with small right pleural effusion.",
+     {"Pneumonia": -1, "Pleural Effusion": 1}),
+    ("Possible pneumonia with no pleural effusion.", {"Pneumonia": -1, "Pleural Effusion": 0}),
+])
+def test_scope(text, expected):
+    got = values(text)
+    assert {k: got.get(k) for k in expected} == expected
