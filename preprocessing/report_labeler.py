@@ -25,7 +25,7 @@ from pathlib import Path
 
 from preprocessing.errors import MmdxError
 from preprocessing.labeler.context import NEGATIVE, POSITIVE, UNCERTAIN, Sentences
-from preprocessing.labeler.lexicon import CONCEPTS, NORMAL, PATTERNS, observation_map
+from preprocessing.labeler.lexicon import CONCEPTS, NORMAL, PATTERNS, observation_map, outside_lung
 from preprocessing.labeler.zones import ZONE_PATTERN, parse_location, resolve_zones
 from preprocessing.vocab import ZONES, resolve_observations
 
@@ -92,6 +92,8 @@ def _find_hits(sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_
             # The mention's head: a named group where the pattern gives one, else its last word.
             head = m.start("head") if m.re.groupindex and m.start("head") >= 0 else sents.low.rfind(" ", start, end) + 1
             if not sents.is_current(start, max(head, start)):
+                continue
+            if any(CONCEPTS[c].in_lung for c in wanted) and outside_lung(sents.low, start, end, sents.clause_span(start, end)[1]):
                 continue
             if pattern.kind == NORMAL:
                 # The pattern may hold its own "no" ("no acute disease"); only context before it counts,

@@ -26,7 +26,8 @@ class Concept:
 
     ``zoned`` is False for things whose side words name no lung zone ("right PICC" is a device
     inserted on the right, not a finding in the right lung): they get no zones and take no location
-    phrase from a neighbouring finding.
+    phrase from a neighbouring finding. ``in_lung`` is True for findings that are lung findings only
+    where they lie in the lung (a density "projecting over the posterior 9th rib" is not one).
     """
 
     name: str
@@ -34,15 +35,16 @@ class Concept:
     default_levels: tuple[str, ...] = ("upper", "middle", "lower")
     default_zones: tuple[str, ...] = ()
     zoned: bool = True
+    in_lung: bool = False
 
 
 # CheXpert and NIH names live side by side: a concept feeds every name present in the chosen list.
 CONCEPTS: dict[str, Concept] = {c.name: c for c in (
     Concept("cardiomegaly", ("Cardiomegaly",), default_zones=("cardiac",)),
     Concept("mediastinum", ("Enlarged Cardiomediastinum",), default_zones=("mediastinum",)),
-    Concept("nodule", ("Lung Lesion", "Nodule")),
-    Concept("mass", ("Lung Lesion", "Mass")),
-    Concept("opacity", ("Lung Opacity", "Infiltration")),
+    Concept("nodule", ("Lung Lesion", "Nodule"), in_lung=True),
+    Concept("mass", ("Lung Lesion", "Mass"), in_lung=True),
+    Concept("opacity", ("Lung Opacity", "Infiltration"), in_lung=True),
     Concept("scarring", ("Lung Opacity",)),
     Concept("fibrosis", ("Lung Opacity", "Fibrosis")),
     Concept("edema", ("Edema",)),
@@ -175,6 +177,36 @@ class Pattern:
 PATTERNS: tuple[Pattern, ...] = tuple(
     Pattern(concepts, kind, re.compile(rf"\b(?:{body})\b")) for concepts, kind, body in _ENTRIES
 )
+
+
+# Where a density lies outside the lung: over a bone, the breast or soft tissues, in the mediastinum or a
+# hiatal hernia (the same anatomy the IU codes exclude, preprocessing.iu_codes.NON_LUNG), or named as an
+# extrapulmonary shadow ("nodular densities ... consistent with nipple shadows").
+_OUTSIDE = (r"(?:ribs?|clavicles?|(?:thoracic\s+)?spine|vertebra\w*|sternum|breasts?|nipples?|glenoid|humer\w*|scapula\w*"
+            r"|shoulders?|soft\s+tissues?|(?:anterior\s+|posterior\s+|superior\s+|lower\s+)?mediastinum|hiatal\s+hernia"
+            r"|nipple\s+shadows?|bone\s+islands?|piercings?|(?:upper\s+)?abdomen|upper\s+quadrant)\b")
+_OUTSIDE_AFTER = re.compile(
+    # an adjective mention ("nodular") is placed by its noun's phrase ("nodular densities projecting over")
+    r"\W*(?:(?:densit\w+|opacit\w+|lesions?|foci|focus)\s+)?(?:(?:measuring|seen|noted|is|are|on\s+the\s+\w+\s+view)\s+(?:[\w.]+\s+){0,3}?)?"
+    r"(?:(?:projecting|projected|overlying|overlies|overlie|over|in|within|along|of|at|involving|superimposed)\s+"
+    r"(?:(?:on|over|upon|through|to)\s+)?(?:the\s+)?(?:(?!lungs?\b)[\w-]+\s+){0,4}?"
+    r"|(?:[\w-]+\s+){0,8}?(?:consistent\s+with|compatible\s+with|representing|due\s+to|reflects?|from)\s+(?:an?\s+|the\s+)?"
+    r"(?:[\w-]+\s+){0,2}?)" + _OUTSIDE)
+_OUTSIDE_BEFORE = re.compile(r"\b(?:bony|osseous|sclerotic|mediastinal|paratracheal|substernal|retrosternal|breast|nipple)"
+                             r"\s+(?:[\w-]+\s+)?$")
+
+
+# ... unless the text says it is in the lung ("pulmonary nodule partially overlying the 6th rib").
+_IN_LUNG_BEFORE = re.compile(r"\b(?:pulmonary|lung|parenchymal)\s+(?:[\w-]+\s+)?$")
+
+
+def outside_lung(low: str, start: int, end: int, clause_end: int) -> bool:
+    """True when the mention ``low[start:end]`` (lower-cased text) is placed outside the lung by the
+    words just before it or by its clause after it (up to ``clause_end``)."""
+    before = max(0, start - 40)
+    if _IN_LUNG_BEFORE.search(low, before, start):
+        return False
+    return bool(_OUTSIDE_BEFORE.search(low, before, start) or _OUTSIDE_AFTER.match(low, end, clause_end))
 
 
 def observation_map(observations: tuple[str, ...]) -> dict[str, tuple[str, ...]]:

@@ -102,3 +102,21 @@ def test_history_hypotheticals_and_procedures(text, expected):
 def test_scope(text, expected):
     got = values(text)
     assert {k: got.get(k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a density over a bone, the breast or in the mediastinum is not a lung finding
+    ("Nodular densities projecting over the posterior 9th ribs bilaterally are consistent with nipple shadows.",
+     {"Lung Lesion": None, "Lung Opacity": None}),
+    ("Focal density overlying the right first rib and medial right clavicle.", {"Lung Opacity": None}),
+    ("Round opacity measuring 2 cm in diameter within the posterior mediastinum.", {"Lung Lesion": None}),
+    ("Retrocardiac density compatible with hiatal hernia.", {"Lung Opacity": None}),
+    ("Oval sclerotic density in the right humeral head.", {"Lung Opacity": None}),
+    # ... while a lung density stays one, wherever it projects
+    ("A 9 mm pulmonary nodule is noted partially overlying the posterior 6th right rib.", {"Lung Lesion": 1}),
+    ("Patchy opacity in the right lung base.", {"Lung Opacity": 1}),
+    ("Retrocardiac opacity.", {"Lung Opacity": 1}),
+])
+def test_densities_outside_the_lung(text, expected):
+    got = values(text)
+    assert {k: got.get(k) for k in expected} == expected
