@@ -51,7 +51,7 @@ _PRE_NEG = re.compile(
 )
 _PRE_UNC = re.compile(
     r"\b(?:may|might|could|possibl[ey]|possibility|suggest\w*|suspect\w*"
-    r"|suspicious|concern(?:ing)?\s+(?:for|of)|question(?:able)?|questioned|equivocal|indeterminate"
+    r"|suspicious|suspicion\s+(?:for|of)|favou?r(?:s|ed|ing)?|concern(?:ing)?\s+(?:for|of)|question(?:able)?|questioned|equivocal|indeterminate"
     r"|vs\.?|versus|differential|cannot\s+(?:be\s+)?(?:exclude|excluded|rule\s+out|ruled\s+out)"
     r"|can\s*not\s+(?:exclude|rule\s+out)|can't\s+(?:exclude|rule\s+out)|not\s+(?:be\s+)?excluded|rule\s+out|r/o"
     r"|presumed|presumably|worrisome|evaluat\w*\s+(?:of|for)|assess\w*\s+(?:of|for)|to\s+(?:(?:completely|entirely|totally|definitely|fully)\s+)?(?:exclude|rule\s+out)"
@@ -89,6 +89,14 @@ _POST_UNC = re.compile(
 
 # A sentence that opens with "if" states no finding ("If there is concern for fracture, consider rib views").
 _HYPOTHETICAL = re.compile(r"(?:^|(?<=[.!?:\n]))\s*(?:\d+\.\s*)?(if)\b")
+# A section header of another body part ("Left knee:", "2. Pelvis.") starts text about that part, up to
+# the next "Chest." header; the thoracic spine, ribs and clavicles are seen on the chest radiograph.
+_SECTION = re.compile(
+    r"(?:^|(?<=[.!?:\n]))\s*(?:\d+\.\s*)?(?:the\s+)?(?:(?:right|left|bilateral)\s+)?"
+    r"(chest|pelvis|hips?|knees?|ankles?|shoulders?|elbows?|wrists?|hands?|feet|foot|femurs?|tibias?|humerus|skull|sacrum"
+    r"|(?:lumbar|lumbosacral|cervical)\s+spine|abdomen)"
+    r"(?:\s+and\s+(?:(?:right|left)\s+)?\w+)?\s*[.:]"
+)
 # "history of" followed by the mention within a few words and no punctuation. "Status post" is not
 # here: it names procedures, and what they leave (devices, healed fractures) is still seen.
 _HISTORY = re.compile(r"\b(?:history\s+of|h/o|hx\s+of)\s+(?:[\w/'-]+\s+){0,5}$")
@@ -107,6 +115,9 @@ class Sentences:
         self.hedge_cuts = sorted(set(hard + [s for s, graded in withs if graded]))
         self._pseudo = [m.span() for m in _PSEUDO.finditer(self.low)]
         self._hypothetical = {self.index(m.start(1)) for m in _HYPOTHETICAL.finditer(self.low)}
+        sections = [(m.start(1), m.group(1) == "chest") for m in _SECTION.finditer(self.low)]
+        self._section_starts = [pos for pos, _ in sections]
+        self._section_is_chest = [chest for _, chest in sections]
 
     def index(self, pos: int) -> int:
         """Index of the sentence holding character ``pos``."""
@@ -131,9 +142,13 @@ class Sentences:
 
     def is_current(self, start: int, head_start: int) -> bool:
         """False when the mention starting at ``start`` (last word at ``head_start``) is not a finding of
-        this study: in a hypothetical sentence ("If there is concern for fracture, consider rib views")
-        or just after "history of" ("consistent with history of right upper lobe mass")."""
+        this chest study: in a hypothetical sentence ("If there is concern for fracture, consider rib
+        views"), just after "history of" ("consistent with history of right upper lobe mass"), or in
+        the section of another body part ("Left shoulder: ... comminuted clavicle fracture")."""
         if self.index(start) in self._hypothetical:
+            return False
+        section = bisect.bisect_right(self._section_starts, start) - 1
+        if section >= 0 and not self._section_is_chest[section]:
             return False
         return not _HISTORY.search(self.low, self.clause_span(start, start)[0], head_start)
 

@@ -83,7 +83,8 @@ _TOP_NORMAL = r"(?:(?:near|at|towards?|on)\s+(?:the\s+)?)?(?:upper\s+limits?\s+(
 _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     # --- heart and mediastinum
     (("cardiomegaly",), FINDING, r"card[io]{1,2}megal(?:y|ic)|cardiomeg[ae]ly|cardiac\s+(?:enlargement|hypertrophy)"
-                                 r"|enlarged\s+(?:heart|cardiac\s+(?:silhouette|shadow|size|contour))"),
+                                 r"|enlarged\s+(?:heart|cardiac\s+(?:silhouette|shadow|size|contour))"
+                                 r"|enlargement\s+of\s+the\s+(?:heart|cardiac\s+(?:silhouette|shadow|contour))"),
     (("cardiomegaly",), FINDING, rf"borderline\s+(?:cardiomegaly|(?:heart|cardiac)\s+(?:size|silhouette|enlargement))"
                                  rf"|{_HEART}{_GAP}(?:{_LARGE}|borderline)"),
     # A heart (or cardiomediastinal silhouette) that is "abnormal" / "not (within) normal" is enlarged:
@@ -97,7 +98,7 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("cardiomegaly",), NORMAL, rf"(?:normal|unremarkable)\s+(?:sized?\s+)?{_HEART}|{_HEART}{_AFFIRMED_GAP}(?:{_NORMAL}|{_TOP_NORMAL})"),
     (("cardiomegaly", "mediastinum"), NORMAL, rf"normal\s+{_CM}|{_CM}{_AFFIRMED_GAP}{_NORMAL}"),
     (("mediastinum",), FINDING, rf"{_LARGE}\s+(?:of\s+the\s+)?(?:(?!and\b|normal\b|with\b|calcified\b)[\w/-]+[\s/]+){{0,3}}?mediastin\w*"
-                                rf"|{_MEDIASTINUM}{_GAP}{_LARGE}|(?<!calcified\s)mediastinal\s+(?:lymph\s*)?adenopathy|mediastinal\s+mass"
+                                rf"|{_MEDIASTINUM}{_GAP}{_LARGE}|(?<!calcified\s)(?<!calcified\sright\s)(?<!calcified\sleft\s)mediastinal\s+(?:lymph\s*)?adenopathy|mediastinal\s+mass"
                                 rf"|{_LARGE}\s+(?:right\s+|left\s+)?paratracheal|paratracheal\s+(?:\w+\s+){{0,2}}{_LARGE}"),
     (("mediastinum",), NORMAL, rf"normal\s+mediastin\w*|{_MEDIASTINUM}{_AFFIRMED_GAP}{_NORMAL}"),
     # --- lung parenchyma
@@ -111,7 +112,7 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                              r"|changes?|disease|thickening|lung\s+disease)|reticulation|peribronchial\s+(?:thickening|cuffing)"
                              r"|(?<!pleural\s)(?<!pleural-parenchymal\s)(?<!pleuroparenchymal\s)scar(?:s|ring|red)?"),
     (("fibrosis",), FINDING, r"(?<!cystic\s)fibros[ie]s|fibrotic|honeycomb\w*"),
-    (("edema",), FINDING, r"o?edema(?:tous)?|(?:heart|cardiac)\s+failure|chf|(?:pulmonary\s+)?(?:vascular|venous)\s+congestion"
+    (("edema",), FINDING, r"(?<!soft\stissue\s)(?<!subcutaneous\s)o?edema(?:tous)?|(?:heart|cardiac)\s+failure|chf|(?:pulmonary\s+)?(?:vascular|venous)\s+congestion"
                           r"|pulmonary\s+congestion|congestive|(?:pulmonary\s+)?venous\s+hypertension|cephalization"
                           r"|kerley|vascular\s+(?:prominence|engorgement|indistinctness)"
                           r"|(?:prominen\w+|engorged|indistinct|increased)\s+(?:of\s+)?(?:the\s+)?(?:central\s+)?(?:pulmonary\s+|lung\s+)?vascula\w*"
@@ -144,7 +145,7 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                                   r"|(?:scarring|thickening)\s+(?:(?:at|of|in)\s+)?(?:the\s+)?(?:\w+\s+)?costophrenic"),
     # --- bones and devices
     (("fracture",), FINDING, r"fractur\w*|fracure\w*|fratcure\w*|fx"),
-    (("device",), FINDING, r"pace(?:maker|r)s?|(?:a)?icd|defibrillator|(?:picc|central(?:\s+venous)?|venous|arterial|ij"
+    (("device",), FINDING, r"pace(?:maker|r)s?|(?:a)?icd|defibrillator|(?:neuro|nerve\s+|spinal\s+cord\s+)?stimulators?|(?:picc|central(?:\s+venous)?|venous|arterial|ij"
                            r"|jugular|subclavian|dialysis|swan[\s-]ganz)\s+(?:catheters?|lines?)|catheters?|picc|port[\s-]?a[\s-]?cath"
                            r"|mediport|(?:power)?port|(?:endotracheal|et|nasogastric|ng|orogastric|og|chest|feeding|tracheostomy"
                            r"|enteric|dobhoff|gastrostomy)\s+tubes?|tracheostomy|(?:sternotomy|sternal)\s+(?:wires?|sutures?)|(?:surgical|vascular"

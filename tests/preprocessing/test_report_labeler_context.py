@@ -120,3 +120,34 @@ def test_scope(text, expected):
 def test_densities_outside_the_lung(text, expected):
     got = values(text)
     assert {k: got.get(k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Borderline enlargement of the heart.", {"Cardiomegaly": 1}),
+    ("There is enlargement of the cardiac silhouette.", {"Cardiomegaly": 1}),
+    ("There is neurostimulator overlying the mid and lower thoracic spine.", {"Support Devices": 1}),
+    # soft-tissue edema is no pulmonary edema
+    ("Left ankle: soft tissue edema with no visible bony injury.", {"Edema": None}),
+    ("A large calcified right mediastinal adenopathy, likely chronic fungal.", {"Enlarged Cardiomediastinum": None}),
+])
+def test_lexicon_third_round(text, expected):
+    got = values(text)
+    assert {k: got.get(k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("text, observation", [
+    ("Suspicion for small bilateral pleural effusions.", "Pleural Effusion"),
+    ("Mild opacities bilaterally, favoring scar or atelectasis.", "Atelectasis"),
+    ("Patchy airspace opacity within the lingula favored as atelectasis.", "Atelectasis"),
+])
+def test_more_hedges(text, observation):
+    assert values(text)[observation] == -1
+
+
+def test_sections_of_other_body_parts_are_not_chest_findings():
+    text = ("Chest: Heart size is normal. No pleural effusion or pneumothorax. Left shoulder: There is a mildly "
+            "comminuted fracture of the left clavicle. Pelvis. Numerous clips overlying the pelvis.\n\n"
+            "1. Chest. Mild left basilar atelectasis. 2. Left knee. Small joint effusion.")
+    got = values(text)
+    assert got.get("Fracture") is None and got.get("Support Devices") is None
+    assert got["Pleural Effusion"] == 0 and got["Atelectasis"] == 1
