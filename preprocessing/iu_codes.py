@@ -62,6 +62,8 @@ RULES: tuple[CodeRule, ...] = (
     CodeRule("Pulmonary Fibrosis", ("Lung Opacity",)),
     CodeRule("Lung Diseases, Interstitial", ("Lung Opacity",)),
     CodeRule("Markings", ("Lung Opacity",), frozenset({"interstitial", "reticular"})),
+    # "Lung/interstitial/prominent" is the coders' other spelling of increased interstitial markings.
+    CodeRule("Lung", ("Lung Opacity",), frozenset({"interstitial"})),
     CodeRule("Pulmonary Edema", ("Edema",)),
     CodeRule("Pulmonary Congestion", ("Edema",)),
     CodeRule("Heart Failure", ("Edema",)),

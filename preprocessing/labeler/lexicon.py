@@ -110,7 +110,9 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                             r"|infiltra\w*|air[\s-]?space\s+(?:disease|process|opacit\w*|filling)"),
     (("scarring",), FINDING, r"(?:interstitial|reticular|reticulonodular)\s+(?:markings?|patterns?|opacit\w+|prominence"
                              r"|changes?|disease|thickening|lung\s+disease)|reticulation|peribronchial\s+(?:thickening|cuffing)"
-                             r"|(?<!pleural\s)(?<!pleural-parenchymal\s)(?<!pleuroparenchymal\s)scar(?:s|ring|red)?"),
+                             # scarring at a costophrenic angle is pleural (Pleural Other, below), not in the lung
+                             r"|(?<!pleural\s)(?<!pleural-parenchymal\s)(?<!pleuroparenchymal\s)scar(?:s|ring|red)?"
+                             r"(?!\s+(?:(?:at|of|in)\s+)?(?:the\s+)?(?:\w+\s+)?costophrenic)"),
     (("fibrosis",), FINDING, r"(?<!cystic\s)fibros[ie]s|fibrotic|honeycomb\w*"),
     (("edema",), FINDING, r"(?<!soft\stissue\s)(?<!subcutaneous\s)o?edema(?:tous)?|(?:heart|cardiac)\s+failure|chf|(?:pulmonary\s+)?(?:vascular|venous)\s+congestion"
                           r"|pulmonary\s+congestion|congestive|(?:pulmonary\s+)?venous\s+hypertension|cephalization"

@@ -253,6 +253,8 @@ def test_iu_code_mapping():
     assert code_observations("Pleural Effusion/bilateral") == [("Pleural Effusion", ["right_lower", "left_lower"])]
     assert code_observations("Opacity/ribs/right") == []
     assert code_observations("Cicatrix/pleura/apex/left") == [("Pleural Other", ["left_upper"])]
+    assert code_observations("Lung/interstitial/prominent/mild") == [("Lung Opacity", [])]
+    assert code_observations("Lung/hypoinflation") == []
     assert study_truth(["Aorta/tortuous"]).positives == {"No Finding"}
     assert study_truth(["Catheters, Indwelling/right"]).positives == {"Support Devices", "No Finding"}
     assert study_truth(["No Indexing"]) is None

@@ -151,3 +151,9 @@ def test_sections_of_other_body_parts_are_not_chest_findings():
     got = values(text)
     assert got.get("Fracture") is None and got.get("Support Devices") is None
     assert got["Pleural Effusion"] == 0 and got["Atelectasis"] == 1
+
+
+def test_costophrenic_scarring_is_pleural():
+    got = values("Elevated left hemidiaphragm with scarring at the left costophrenic angle.")
+    assert got.get("Lung Opacity") is None and got["Pleural Other"] == 1
+    assert values("Right basilar scarring.")["Lung Opacity"] == 1
