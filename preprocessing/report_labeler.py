@@ -91,7 +91,7 @@ def _find_hits(sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_
             start, end = m.span()
             # The mention's head: a named group where the pattern gives one, else its last word.
             head = m.start("head") if m.re.groupindex and m.start("head") >= 0 else sents.low.rfind(" ", start, end) + 1
-            if not sents.is_current(start, max(head, start)):
+            if not sents.is_current(start):
                 continue
             if any(CONCEPTS[c].in_lung for c in wanted) and outside_lung(sents.low, start, end, sents.clause_span(start, end)[1]):
                 continue

@@ -56,7 +56,7 @@ _PRE_UNC = re.compile(
     r"|can\s*not\s+(?:exclude|rule\s+out)|can't\s+(?:exclude|rule\s+out)|not\s+(?:be\s+)?excluded|rule\s+out|r/o"
     r"|presumed|presumably|worrisome|evaluat\w*\s+(?:of|for)|assess\w*\s+(?:of|for)|to\s+(?:(?:completely|entirely|totally|definitely|fully)\s+)?(?:exclude|rule\s+out)"
     r"|correlat\w*\s+(?:clinically\s+)?for|clinical\s+correlation\s+for|(?:appropriate|right)\s+clinical\s+(?:setting|context)"
-    r"|(?:determine|assess|evaluate|see)\s+(?:if|whether)|alternatively)\b",
+    r"|(?:determine|assess|evaluate|see)\s+(?:if|whether)|alternatively|unlikely|less\s+likely)\b",
 )
 # Up to six words between a mention and its post-trigger ("nodule in the right lower lobe is not seen"),
 # so that a trigger at the far end of a long clause does not reach back to every mention in it.
@@ -81,6 +81,10 @@ _POST_UNC = re.compile(
     r"^[^;]*?\b(?:cannot\s+be|can\s*not\s+be|can't\s+be|not\s+be|is\s+not|are\s+not|not)\s+"
     r"(?:entirely\s+|completely\s+|totally\s+|definitely\s+)?(?:excluded|ruled\s+out|exclude)\b"
     r"|^[^;]*?\b(?:is|are)\s+(?:suspected|questioned|possible|likely|not\s+excluded|favored)\b"
+    # "unlikely" / "less likely" hedge (CheXpert: "less likely" is uncertain); what cannot be assessed is not known
+    rf"|^{_FEW_WORDS}(?:(?:is|are|appears?|seems?)\s+)?(?:felt\s+to\s+be\s+)?(?:very\s+)?(?:unlikely|less\s+likely)\b"
+    rf"|^{_FEW_WORDS}(?:(?:cannot|can\s*not|can't)\s+be|(?:is|are)\s+(?:not\s+well|poorly|incompletely|difficult\s+to))\s+"
+    r"(?:well\s+|adequately\s+|fully\s+)?(?:assess|assessed|evaluate|evaluated)\b"
     rf"|^{_FEW_WORDS}in\s+the\s+(?:appropriate|right|proper)\s+clinical\s+(?:setting|context)"
     rf"|^{_FEW_WORDS}(?:is|are)\s+(?:also\s+)?(?:in\s+the\s+differential|(?:another|a|also\s+a)\s+(?:consideration|possibility))\b"
     r"|^\s*(?:[\w-]+\s+){0,2}?(?:vs\.?|versus)\s+(?=\w)|^\s*\?",
@@ -140,17 +144,14 @@ class Sentences:
         right = cuts[j] if j < len(cuts) else len(self.low)
         return left, right
 
-    def is_current(self, start: int, head_start: int) -> bool:
-        """False when the mention starting at ``start`` (last word at ``head_start``) is not a finding of
-        this chest study: in a hypothetical sentence ("If there is concern for fracture, consider rib
-        views"), just after "history of" ("consistent with history of right upper lobe mass"), or in
-        the section of another body part ("Left shoulder: ... comminuted clavicle fracture")."""
+    def is_current(self, start: int) -> bool:
+        """False when the mention starting at ``start`` is not about this chest study: in a hypothetical
+        sentence ("If there is concern for fracture, consider rib views") or in the section of another
+        body part ("Left shoulder: ... comminuted clavicle fracture")."""
         if self.index(start) in self._hypothetical:
             return False
         section = bisect.bisect_right(self._section_starts, start) - 1
-        if section >= 0 and not self._section_is_chest[section]:
-            return False
-        return not _HISTORY.search(self.low, self.clause_span(start, start)[0], head_start)
+        return section < 0 or self._section_is_chest[section]
 
     def _is_pseudo(self, start: int, end: int) -> bool:
         return any(s <= start and end <= e for s, e in self._pseudo)
@@ -164,6 +165,9 @@ class Sentences:
         """
         left, right = self.clause_span(start, end)
         left = max(left, left_limit)
+        # A condition of the past is no current finding; CheXpert reads "history of X" as negative.
+        if _HISTORY.search(self.low, left, head_start):
+            return NEGATIVE
         hedge_left, hedge_right = self.clause_span(start, end, hedge=True)
         hedge_left = max(hedge_left, left_limit)
         link = _INTERPRETATION.search(self.low, end, hedge_right)

@@ -130,7 +130,7 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                                 r"|collapsed?\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+){0,6}?(?:lobe|lung)"),
     (("emphysema",), FINDING, r"(?<!subcutaneous\s)emphysem\w*"),
     (_PARENCHYMA, NORMAL, r"(?:lungs?|lung\s+fields|lung\s+parenchyma)\s+(?:(?:are|is|appear|appears|remain|remains)\s+)?"
-                          r"(?:(?:otherwise|now|grossly|well[\s-]expanded\s+and|hyperexpanded\s+but|essentially)\s+)*clear"
+                          r"(?:(?:otherwise|now|grossly|well[\s-]expanded\s+and|hyper(?:expanded|inflated|aerated)\s+but|essentially)\s+)*clear"
                           r"|clear\s+lungs?"),
     # --- pleura
     (("pneumothorax",), FINDING, r"(?:hydro)?p(?:neu|nue)mo?th?(?:or|ro)a(?:x|ces)|pneumothora\w*|ptx"

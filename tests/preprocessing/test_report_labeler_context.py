@@ -58,11 +58,11 @@ def test_change_words(text, expected):
 
 
 @pytest.mark.parametrize("text, expected", [
-    # "history of" names a past condition, not a finding of this study
-    ("History of pneumonia. Lungs are clear.", {"Pneumonia": 0}),
+    # "history of" names a past condition, not a finding of this study (negative, as in CheXpert)
+    ("History of pneumonia.", {"Pneumonia": 0}),
     ("Stable right suprahilar opacity, compatible with history of right upper lobe mass.",
-     {"Lung Opacity": 1, "Lung Lesion": None}),
-    ("Patient with a history of CHF. No pleural effusion.", {"Edema": None}),
+     {"Lung Opacity": 1, "Lung Lesion": 0}),
+    ("Patient with a history of CHF. No pleural effusion.", {"Edema": 0}),
     # a hypothetical sentence states nothing
     ("No displaced rib fracture. If there is concern for fracture, consider rib series.", {"Fracture": 0}),
     # "status post" names a procedure; what it leaves behind is still seen
@@ -139,6 +139,10 @@ def test_lexicon_third_round(text, expected):
     ("Suspicion for small bilateral pleural effusions.", "Pleural Effusion"),
     ("Mild opacities bilaterally, favoring scar or atelectasis.", "Atelectasis"),
     ("Patchy airspace opacity within the lingula favored as atelectasis.", "Atelectasis"),
+    ("Pneumonia is unlikely.", "Pneumonia"),
+    ("Findings are less likely to represent pneumonia.", "Pneumonia"),
+    ("Cardiomegaly cannot be assessed on this AP film.", "Cardiomegaly"),
+    ("A small effusion is poorly evaluated on the frontal view.", "Pleural Effusion"),
 ])
 def test_more_hedges(text, observation):
     assert values(text)[observation] == -1
