@@ -147,7 +147,8 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                                   r"|(?:scarring|thickening)\s+(?:(?:at|of|in)\s+)?(?:the\s+)?(?:\w+\s+)?costophrenic"),
     # --- bones and devices
     (("fracture",), FINDING, r"fractur\w*|fracure\w*|fratcure\w*|fx"),
-    (("device",), FINDING, r"pace(?:maker|r)s?|(?:a)?icd|defibrillator|(?:neuro|nerve\s+|spinal\s+cord\s+)?stimulators?|(?:picc|central(?:\s+venous)?|venous|arterial|ij"
+    (("device",), FINDING, r"pace(?:maker|r)s?|(?:a)?icd|defibrillator|(?:neuro|nerve\s+|spinal\s+cord\s+)?stimulators?|cannulas?|cannulae"
+                           r"|intra-?aortic\s+balloon(?:\s+pump)?|iabp|l?vad|ventricular\s+assist|midline(?=\s+(?:catheter|in\s+place|tip))|(?:picc|central(?:\s+venous)?|venous|arterial|ij"
                            r"|jugular|subclavian|dialysis|swan[\s-]ganz)\s+(?:catheters?|lines?)|catheters?|picc|port[\s-]?a[\s-]?cath"
                            r"|mediport|(?:power)?port|(?:endotracheal|et|nasogastric|ng|orogastric|og|chest|feeding|tracheostomy"
                            r"|enteric|dobhoff|gastrostomy)\s+tubes?|tracheostomy|(?:sternotomy|sternal)\s+(?:wires?|sutures?)|(?:surgical|vascular"

@@ -126,6 +126,8 @@ def test_densities_outside_the_lung(text, expected):
     ("Borderline enlargement of the heart.", {"Cardiomegaly": 1}),
     ("There is enlargement of the cardiac silhouette.", {"Cardiomegaly": 1}),
     ("There is neurostimulator overlying the mid and lower thoracic spine.", {"Support Devices": 1}),
+    ("ECMO cannula in the right atrium. Intra-aortic balloon pump 2 cm below the aortic knob.", {"Support Devices": 1}),
+    ("Midline structures are normal.", {"Support Devices": None}),
     # soft-tissue edema is no pulmonary edema
     ("Left ankle: soft tissue edema with no visible bony injury.", {"Edema": None}),
     ("A large calcified right mediastinal adenopathy, likely chronic fungal.", {"Enlarged Cardiomediastinum": None}),
