@@ -91,12 +91,13 @@ _POST_UNC = re.compile(
 )
 
 
-# A sentence that opens with "if" states no finding ("If there is concern for fracture, consider rib views").
-_HYPOTHETICAL = re.compile(r"(?:^|(?<=[.!?:\n]))\s*(?:\d+\.\s*)?(if)\b")
+# Both matched at sentence starts. A sentence that opens with "if" states no finding ("If there is
+# concern for fracture, consider rib views").
+_HYPOTHETICAL = re.compile(r"\s*(?:\d+\.\s*)?if\b")
 # A section header of another body part ("Left knee:", "2. Pelvis.") starts text about that part, up to
 # the next "Chest." header; the thoracic spine, ribs and clavicles are seen on the chest radiograph.
 _SECTION = re.compile(
-    r"(?:^|(?<=[.!?:\n]))\s*(?:\d+\.\s*)?(?:the\s+)?(?:(?:right|left|bilateral)\s+)?"
+    r"\s*(?:\d+\.\s*)?(?:the\s+)?(?:(?:right|left|bilateral)\s+)?"
     r"(chest|pelvis|hips?|knees?|ankles?|shoulders?|elbows?|wrists?|hands?|feet|foot|femurs?|tibias?|humerus|skull|sacrum"
     r"|(?:lumbar|lumbosacral|cervical)\s+spine|abdomen)"
     r"(?:\s+and\s+(?:(?:right|left)\s+)?\w+)?\s*[.:]"
@@ -118,10 +119,10 @@ class Sentences:
         self.cuts = sorted(set(hard + [s for s, _ in withs]))
         self.hedge_cuts = sorted(set(hard + [s for s, graded in withs if graded]))
         self._pseudo = [m.span() for m in _PSEUDO.finditer(self.low)]
-        self._hypothetical = {self.index(m.start(1)) for m in _HYPOTHETICAL.finditer(self.low)}
-        sections = [(m.start(1), m.group(1) == "chest") for m in _SECTION.finditer(self.low)]
-        self._section_starts = [pos for pos, _ in sections]
-        self._section_is_chest = [chest for _, chest in sections]
+        self._hypothetical = {i for i, pos in enumerate(self.starts) if _HYPOTHETICAL.match(self.low, pos)}
+        sections = [m for m in (_SECTION.match(self.low, pos) for pos in self.starts) if m]
+        self._section_starts = [m.start(1) for m in sections]
+        self._section_is_chest = [m.group(1) == "chest" for m in sections]
 
     def index(self, pos: int) -> int:
         """Index of the sentence holding character ``pos``."""
