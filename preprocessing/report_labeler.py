@@ -87,14 +87,16 @@ def _find_hits(sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_
         wanted = [c for c in pattern.concepts if c in concepts]
         if not wanted:
             continue
+        in_lung = any(CONCEPTS[c].in_lung for c in wanted)
+        named_head = "head" in pattern.regex.groupindex
         for m in pattern.regex.finditer(sents.low):
             start, end = m.span()
-            # The mention's head: a named group where the pattern gives one, else its last word.
-            head = m.start("head") if m.re.groupindex and m.start("head") >= 0 else sents.low.rfind(" ", start, end) + 1
             if not sents.is_current(start):
                 continue
-            if any(CONCEPTS[c].in_lung for c in wanted) and outside_lung(sents.low, start, end, sents.clause_span(start, end)[1]):
+            if in_lung and outside_lung(sents.low, start, end, sents.clause_span(start, end)[1]):
                 continue
+            # The mention's head: a named group where the pattern gives one, else its last word.
+            head = m.start("head") if named_head and m.start("head") >= 0 else sents.low.rfind(" ", start, end) + 1
             if pattern.kind == NORMAL:
                 # The pattern may hold its own "no" ("no acute disease"); only context before it counts,
                 # and only since the last "and" or comma: "no effusion and heart size is normal" is

@@ -4,7 +4,11 @@ A mention's value is decided inside its *clause*: the part of its sentence betwe
 ("but", "however", "which", "except", "; ", ...). Triggers before the mention (``no``, ``without``,
 ``possible``...) or after it (``is not seen``, ``cannot be excluded``...) in that clause set the
 value; a post-trigger beats pre-triggers, and a negation beats an uncertainty. Pseudo-triggers such as
-``no change`` or ``not only`` are removed first so that they negate nothing.
+``no change`` or ``not only`` are removed first so that they negate nothing. A hedge's clause is
+wider than a negation's: it crosses "with" ("may represent atelectasis with superimposed pneumonia").
+"history of X" is negative (as in CheXpert); mentions in a hypothetical sentence ("If there is concern
+for fracture, ...") or in another body part's section of the report ("Left knee: ...") are not about
+this chest study (:meth:`Sentences.is_current`).
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ _POST_UNC = re.compile(
     r"^[^;]*?\b(?:cannot\s+be|can\s*not\s+be|can't\s+be|not\s+be|is\s+not|are\s+not|not)\s+"
     r"(?:entirely\s+|completely\s+|totally\s+|definitely\s+)?(?:excluded|ruled\s+out|exclude)\b"
     r"|^[^;]*?\b(?:is|are)\s+(?:suspected|questioned|possible|likely|not\s+excluded|favored)\b"
-    # "unlikely" / "less likely" hedge (CheXpert: "less likely" is uncertain); what cannot be assessed is not known
+    # "unlikely" / "less likely" hedge (CheXpert: "less likely" is uncertain); what cannot be assessed is
+    # not known either way
     rf"|^{_FEW_WORDS}(?:(?:is|are|appears?|seems?)\s+)?(?:felt\s+to\s+be\s+)?(?:very\s+)?(?:unlikely|less\s+likely)\b"
     rf"|^{_FEW_WORDS}(?:(?:cannot|can\s*not|can't)\s+be|(?:is|are)\s+(?:not\s+well|poorly|incompletely|difficult\s+to))\s+"
     r"(?:well\s+|adequately\s+|fully\s+)?(?:assess|assessed|evaluate|evaluated)\b"
