@@ -16,6 +16,7 @@ from torch import nn
 from preprocessing.errors import ConfigError
 from preprocessing.text import resolve_text_encoder
 
+from .attention import explicit_attention_preferred, register_hf_attention
 from .configuration import MultimodalConfig
 
 
@@ -50,16 +51,20 @@ class MonaiViTEncoder(ImageEncoder):
                        num_layers=config.image_layers, num_heads=config.image_heads, classification=False,
                        dropout_rate=config.dropout, spatial_dims=2, qkv_bias=True)
         for block in self.vit.blocks:
-            # MONAI's SDPA path is several times faster than its einsum path on CPU, but it applies
-            # attention dropout even in eval mode; keep dropout on the block outputs only.
-            block.attn.use_flash_attention = True
+            # MONAI's SDPA path applies attention dropout even in eval mode: keep dropout on the
+            # block outputs only, in both of its paths.
             block.attn.dropout_rate = 0.0
+            block.attn.drop_weights = nn.Identity()
         if load_pretrained and config.image_pretrained:
             _load_state_file(self.vit, config.image_pretrained)
         side = config.image_size // config.patch_size
         self.out_dim, self.grid_size, self.lora_targets = config.image_hidden, (side, side), ["qkv"]
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        # SDPA (MONAI's "flash" path) except where an explicit core is faster (see .attention).
+        sdpa = not explicit_attention_preferred(pixels.device.type, next(self.vit.parameters()).dtype)
+        for block in self.vit.blocks:
+            block.attn.use_flash_attention = sdpa
         return self.vit(pixels)[0]
 
     def stem(self) -> nn.Module:
@@ -163,6 +168,7 @@ def text_encoder_config(config: MultimodalConfig):
     # CPU kernel (3-5x slower attention).
     text_config.hidden_dropout_prob = config.dropout
     text_config.attention_probs_dropout_prob = 0.0
+    text_config._attn_implementation = register_hf_attention()
     return text_config
 
 

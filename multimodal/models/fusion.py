@@ -2,14 +2,16 @@
 
 Every attention takes a key-padding mask (True = a real token), so padded text tokens and missing
 views are never attended; unlike MONAI's Transchex, whose text mask is all ones. Attention runs
-through :func:`torch.nn.functional.scaled_dot_product_attention` unless weights are asked for.
+through :func:`.attention.attention` (SDPA, or an explicit core where that is faster) unless weights
+are asked for.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .attention import attention
 
 
 class Attention(nn.Module):
@@ -43,11 +45,7 @@ class Attention(nn.Module):
             weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
             context = weights @ v
         else:
-            # SDPA's fused CPU kernel is ~2x slower in bf16 than in fp32 (backward), so under autocast
-            # the attention core runs in fp32; the projections around it stay in low precision.
-            with torch.autocast(q.device.type, enabled=False):
-                context = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
-            context = context.to(q.dtype)
+            context = attention(q, k, v, mask)
         out = self.out(context.transpose(1, 2).reshape(b, tq, h))
         return out * has_keys[:, None, None].to(out.dtype), weights
 

@@ -20,6 +20,8 @@ from torch import nn
 
 from preprocessing.vocab import ZONES, zone_masks
 
+from .attention import register_hf_attention
+
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``x [B, T, H]`` over the tokens where ``mask [B, T]`` is True → ``[B, H]`` (0 if none)."""
@@ -135,6 +137,7 @@ class FindingsDecoder(nn.Module):
             max_position_embeddings=max(text_config.max_position_embeddings, max_length),
             type_vocab_size=getattr(text_config, "type_vocab_size", 2), hidden_dropout_prob=dropout,
             attention_probs_dropout_prob=dropout, is_decoder=True, add_cross_attention=True,
+            attn_implementation=register_hf_attention(),
             pad_token_id=small["pad"], bos_token_id=small["bos"], eos_token_id=small["eos"],
         )
         self.lm = BertLMHeadModel(config)
