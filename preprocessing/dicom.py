@@ -5,10 +5,13 @@ Pixel pipeline for one DICOM image, in this order:
 1. Decode the **first frame** only (multi-frame files: later frames are ignored, and
    ``Radiograph.number_of_frames`` says how many there were). With ``target_size``, JPEG 2000 files
    are decoded at a lower resolution level (the codestream's wavelet ``reduce``) so that the short
-   side stays >= ``target_size``; a file with fewer levels, a colour or signed codestream, or a
+   side (``fit="long"``: the long side) stays >= ``target_size``; a file with fewer levels, a colour or signed codestream, or a
    codec error falls back to a full decode. Other transfer syntaxes decode fully.
 2. Colour (RGB, YBR_*) becomes gray with ITU-R BT.601 luma weights and is scaled by its bit depth.
-3. Shrink (area interpolation) so the short side equals ``target_size`` when it is larger.
+3. Shrink (area interpolation) so the short side (``fit="long"``: the long side) equals
+   ``target_size`` when it is larger. ``fit="long"`` suits a consumer that letterboxes (scales the
+   long side to the model's size, as inference does): a reduced level then only has to cover the
+   long side, and for elongated images that is often one level coarser (4x fewer pixels to decode).
 4. Modality LUT: Modality LUT Sequence if present, else Rescale Slope/Intercept.
 5. VOI: the VOI LUT Sequence (first LUT) if present, else the first Window Center/Width pair with
    VOILUTFunction LINEAR (default), LINEAR_EXACT or SIGMOID; otherwise, or when the window is
@@ -52,7 +55,7 @@ from pydicom.uid import (
 )
 
 from preprocessing.errors import CodecMissingError, DicomReadError, ImageReadError, UnsupportedImageError
-from preprocessing.radiograph import Radiograph, shrink_to_short_side
+from preprocessing.radiograph import FITS, Radiograph, shrink_to_target
 
 ACCEPTED_MODALITIES = frozenset({"CR", "DX", "DR", "RG", "XA", "OT", ""})
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
@@ -68,17 +71,20 @@ _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
 
 def read_radiograph(
-    src: str | os.PathLike[str] | Dataset, target_size: int | None = None, *, check_modality: bool = True
+    src: str | os.PathLike[str] | Dataset, target_size: int | None = None, *, fit: str = "short",
+    check_modality: bool = True,
 ) -> Radiograph:
     """Read one image file (DICOM, or PNG/JPEG/TIFF by content) or a pydicom Dataset.
 
     ``target_size`` (px): the image will be used at this size, so the pixels may be returned with
-    their short side shrunk to ``target_size`` (never enlarged); JPEG 2000 then decodes fewer
-    resolution levels. Raises :class:`~preprocessing.errors.ImageReadError` subclasses naming the
+    their short side (``fit="long"``: long side) shrunk to ``target_size`` (never enlarged); JPEG
+    2000 then decodes fewer resolution levels. Raises :class:`~preprocessing.errors.ImageReadError` subclasses naming the
     file and the cause; never another exception for a bad file.
     """
     if target_size is not None and target_size < 1:
         raise ValueError(f"target_size must be a positive number of pixels, got {target_size}")
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
     if isinstance(src, Dataset):
         filename = getattr(src, "filename", None)
         path = filename if isinstance(filename, str) else None
@@ -89,12 +95,12 @@ def read_radiograph(
             raise ImageReadError(path, "no such file" if not Path(path).exists() else "not a regular file")
     try:
         if isinstance(src, Dataset):
-            return _radiograph_from_dataset(src, path, where, target_size, check_modality)
+            return _radiograph_from_dataset(src, path, where, target_size, fit, check_modality)
         if _looks_like_plain_image(Path(path)):
             from preprocessing.image_io import read_image
 
-            return read_image(path, target_size)
-        return _radiograph_from_dataset(read_dicom_dataset(path), path, where, target_size, check_modality)
+            return read_image(path, target_size, fit=fit)
+        return _radiograph_from_dataset(read_dicom_dataset(path), path, where, target_size, fit, check_modality)
     except ImageReadError:
         raise
     except OSError as err:
@@ -138,7 +144,7 @@ def _looks_like_plain_image(path: Path) -> bool:
 # Dataset -> Radiograph
 
 
-def _radiograph_from_dataset(ds: Dataset, path: str | None, where: str, target_size: int | None,
+def _radiograph_from_dataset(ds: Dataset, path: str | None, where: str, target_size: int | None, fit: str,
                              check_modality: bool) -> Radiograph:
     if not any(tag in ds for tag in _PIXEL_DATA_TAGS):
         raise DicomReadError(where, "no pixel data (this DICOM object holds no image)")
@@ -157,7 +163,7 @@ def _radiograph_from_dataset(ds: Dataset, path: str | None, where: str, target_s
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns about fixable quirks; errors still raise
-            stored, photometric, reduction = _decode_first_frame(ds, syntax, photometric, target_size, where)
+            stored, photometric, reduction = _decode_first_frame(ds, syntax, photometric, target_size, fit, where)
     except ImageReadError:
         raise
     except Exception as err:
@@ -165,9 +171,9 @@ def _radiograph_from_dataset(ds: Dataset, path: str | None, where: str, target_s
     decoded_shape = (int(stored.shape[0]), int(stored.shape[1]))
 
     if photometric in MONOCHROME:
-        values, window, source = _grayscale_to_unit(stored, ds, photometric, target_size)
+        values, window, source = _grayscale_to_unit(stored, ds, photometric, target_size, fit)
     else:
-        values = shrink_to_short_side(stored.astype(np.float32) @ _LUMA, target_size)
+        values = shrink_to_target(stored.astype(np.float32) @ _LUMA, target_size, fit)
         values /= float(2 ** min(int(ds.get("BitsStored", 8) or 8), 32) - 1)
         window, source = None, "bit_depth"
     flips = _display_flips(ds)
@@ -275,11 +281,11 @@ def codec_package(syntax: UID) -> str:
     return "python-gdcm"
 
 
-def _decode_first_frame(ds: Dataset, syntax: UID, photometric: str, target_size: int | None,
+def _decode_first_frame(ds: Dataset, syntax: UID, photometric: str, target_size: int | None, fit: str,
                         where: str) -> tuple[np.ndarray, str, int]:
     """Stored values of frame 0 (``[H, W]`` or ``[H, W, 3]``), photometric after decoding, reduction."""
     if target_size and syntax in (JPEG2000, JPEG2000Lossless) and photometric in MONOCHROME:
-        reduced = _decode_j2k_reduced(ds, target_size)
+        reduced = _decode_j2k_reduced(ds, target_size, fit)
         if reduced is not None:
             return reduced[0], photometric, reduced[1]
     try:
@@ -309,8 +315,9 @@ def _decode_failure(err: Exception, syntax: UID) -> str:
     return f"could not decode the {syntax.name} pixel data: {type(err).__name__}: {text}"
 
 
-def _decode_j2k_reduced(ds: Dataset, target_size: int) -> tuple[np.ndarray, int] | None:
-    """Decode JPEG 2000 frame 0 at the coarsest resolution level keeping the short side >= target_size.
+def _decode_j2k_reduced(ds: Dataset, target_size: int, fit: str) -> tuple[np.ndarray, int] | None:
+    """Decode JPEG 2000 frame 0 at the coarsest resolution level keeping the short (``fit="long"``:
+    long) side >= target_size.
 
     Returns ``(stored values [h, w], levels skipped)`` or None when a full decode is needed
     (no level to skip, colour/signed/>16-bit codestream, or Pillow fails at every level).
@@ -325,11 +332,12 @@ def _decode_j2k_reduced(ds: Dataset, target_size: int) -> tuple[np.ndarray, int]
     if components != 1 or signed or precision > 16:
         return None
     rows, cols = int(ds.Rows), int(ds.Columns)
+    side = min(rows, cols) if fit == "short" else max(rows, cols)
     reduce = 0
-    while reduce < levels and -(-min(rows, cols) // 2 ** (reduce + 1)) >= target_size:
+    while reduce < levels and -(-side // 2 ** (reduce + 1)) >= target_size:
         reduce += 1
-    # A level the main header announces can still be missing from a tile (seen in lossy files):
-    # try coarser to finer until one decodes.
+    # Pillow can fail at a level the codestream has (RG1_J2KI.dcm at reduce >= 2, which OpenJPEG
+    # itself decodes): try coarser to finer until one decodes.
     for level in range(reduce, 0, -1):
         try:
             with Image.open(io.BytesIO(codestream)) as im:
@@ -367,13 +375,13 @@ def _j2k_header(codestream: bytes) -> tuple[int, int, bool, int] | None:
 # Intensity: modality LUT, VOI, inversion, padding
 
 
-def _grayscale_to_unit(stored: np.ndarray, ds: Dataset, photometric: str, target_size: int | None
+def _grayscale_to_unit(stored: np.ndarray, ds: Dataset, photometric: str, target_size: int | None, fit: str
                        ) -> tuple[np.ndarray, tuple[float, float] | None, str]:
     """Stored values ``[H, W]`` -> (display values in [0, 1] ``[h, w]``, window, voi source)."""
     padding = _padding_mask(stored, ds)
-    values = shrink_to_short_side(stored.astype(np.float32), target_size)
+    values = shrink_to_target(stored.astype(np.float32), target_size, fit)
     if padding is not None:
-        padding = shrink_to_short_side(padding.astype(np.float32), target_size) > 0.5
+        padding = shrink_to_target(padding.astype(np.float32), target_size, fit) > 0.5
         if not padding.any():
             padding = None
     values = _modality_lut(values, ds)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from preprocessing.errors import ImageReadError, UnsupportedImageError
-from preprocessing.radiograph import Radiograph, shrink_to_short_side
+from preprocessing.radiograph import Radiograph, shrink_to_target
 
 # Pillow mode -> (mode to convert to before reading the array, or None to keep it; full-scale value).
 _8BIT_GRAY = ("L", 255.0)
@@ -28,10 +28,11 @@ _MODES: dict[str, tuple[str | None, float]] = {
 }
 _GRAY_MODES = ("1", "L", "LA", "I;16", "I;16B", "I;16L", "I", "F")
 
-def read_image(path: str | os.PathLike[str], target_size: int | None = None) -> Radiograph:
+def read_image(path: str | os.PathLike[str], target_size: int | None = None, fit: str = "short") -> Radiograph:
     """Read a PNG/JPEG/TIFF file. ``pixels`` float32 ``[H, W]`` in [0, 1]; see the module docstring.
 
-    ``target_size``: shrink (area) so the short side equals it when larger, as for DICOM.
+    ``target_size``: shrink (area) so the short side (``fit="long"``: the long side) equals it when
+    larger, as for DICOM.
     """
     path = Path(path)
     try:
@@ -51,7 +52,7 @@ def read_image(path: str | os.PathLike[str], target_size: int | None = None) -> 
     if array.ndim != 2:
         raise UnsupportedImageError(path, f"unexpected image array shape {array.shape}")
     original_shape = (int(array.shape[0]), int(array.shape[1]))
-    pixels = shrink_to_short_side(array.astype(np.float32) / np.float32(full_scale), target_size)
+    pixels = shrink_to_target(array.astype(np.float32) / np.float32(full_scale), target_size, fit)
     return Radiograph(
         pixels=np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32),
         path=str(path),

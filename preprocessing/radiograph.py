@@ -18,8 +18,9 @@ class Radiograph:
 
     ``pixels`` is float32 ``[H, W]`` in [0, 1], in display orientation (the patient's right on the
     image left for frontal views when the file says how it is oriented), higher = brighter =
-    denser (bone white). ``H, W`` is ``decoded_shape`` resized so that its short side equals the
-    reader's ``target_size`` when one was given and the image was larger, else ``decoded_shape``.
+    denser (bone white). ``H, W`` is ``decoded_shape`` resized so that its short side (or, with the
+    reader's ``fit="long"``, its long side) equals the reader's ``target_size`` when one was given
+    and the image was larger, else ``decoded_shape``.
 
     Coordinates in the source file (e.g. boxes drawn on it) are in ``original_shape`` pixels,
     before the flips in ``flips``; :func:`preprocessing.transforms.geometry_for` maps them.
@@ -68,13 +69,18 @@ class Radiograph:
         return cls(pixels=pixels, **kwargs)
 
 
-def shrink_to_short_side(array: np.ndarray, target_size: int | None) -> np.ndarray:
-    """Area-resize ``[H, W]`` float32 so that min(H, W) == target_size, keeping aspect; never enlarges."""
+FITS = ("short", "long")
+
+
+def shrink_to_target(array: np.ndarray, target_size: int | None, fit: str = "short") -> np.ndarray:
+    """Area-resize ``[H, W]`` (or ``[H, W, C]``) float32 keeping aspect so that its short side
+    (``fit="short"``) or long side (``fit="long"``) equals ``target_size``; never enlarges."""
     import cv2
 
-    if not target_size or min(array.shape[:2]) <= target_size:
+    side = min(array.shape[:2]) if fit == "short" else max(array.shape[:2])
+    if not target_size or side <= target_size:
         return array
-    scale = target_size / min(array.shape[:2])
-    height = max(target_size, round(array.shape[0] * scale))
-    width = max(target_size, round(array.shape[1] * scale))
+    scale = target_size / side
+    height = max(1, round(array.shape[0] * scale))
+    width = max(1, round(array.shape[1] * scale))
     return cv2.resize(array, (width, height), interpolation=cv2.INTER_AREA)

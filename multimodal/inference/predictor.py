@@ -2,9 +2,8 @@
 
 Work is split in two so that batch scoring can run the first half in worker processes:
 
-* :func:`prepare_study` (CPU, picklable, no model): read each view with resolution-aware decoding
-  (``target_size = config.image_size``), letterbox + normalise it, and record where the model's
-  square frame lies in the source image → :class:`PreparedStudy`;
+* :func:`~multimodal.inference.prepare.prepare_study` (CPU, picklable, no model, no torch):
+  decode, letterbox, normalise → :class:`~multimodal.inference.prepare.PreparedStudy`;
 * :meth:`Predictor.run_batch`: stack prepared studies, tokenise their text, one forward pass (and
   optionally findings generation), then turn probabilities, zone probabilities and heat maps into
   decisions, zones and peak coordinates in source pixels.
@@ -19,147 +18,20 @@ import os
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
 import torch
 from pydicom import Dataset
 
-from multimodal.inference.results import ObservationResult, Peak, SourceImage, StudyResult, write_heatmaps
-from multimodal.inference.sources import StudyInput
-from preprocessing.dicom import read_radiograph
+from multimodal.inference.prepare import PreparedStudy, View, make_preparer, prepared_study, read_view
+from multimodal.inference.results import ObservationResult, Peak, StudyResult, write_heatmaps
 from preprocessing.errors import ConfigError, ImageReadError
-from preprocessing.radiograph import Radiograph
-from preprocessing.text import normalize_text
-from preprocessing.transforms import IMAGE_MEAN, IMAGE_STD, LetterboxGeometry, build_image_transforms
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # A zone is reported for a positive observation when its zone probability exceeds this; when
 # none does, the single most likely zone is reported.
 ZONE_THRESHOLD = 0.5
-
-View = str | os.PathLike | Dataset | np.ndarray
-
-
-@dataclass
-class PreparedStudy:
-    """A study ready for the model: views letterboxed and normalised, plus what the result needs.
-
-    ``pixel_values`` is float32 ``[V, 1, S, S]`` (normalised with IMAGE_MEAN/IMAGE_STD, frontal
-    first); ``headers`` holds the DICOM headers (no pixel data) when asked for (SR writing).
-    ``timings_ms`` has ``decode`` and ``preprocess`` in milliseconds.
-    """
-
-    study_id: str
-    pixel_values: np.ndarray
-    sources: list[SourceImage]
-    text: str = ""
-    study_instance_uid: str | None = None
-    headers: list[Dataset] = field(default_factory=list)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def display_images(self) -> list[np.ndarray]:
-        """The views as the model saw them, float ``[S, S]`` in [0, 1] (for overlays)."""
-        return [np.clip(v[0] * IMAGE_STD + IMAGE_MEAN, 0.0, 1.0) for v in self.pixel_values]
-
-
-def prepare_study(study: StudyInput, image_size: int, max_views: int, keep_headers: bool = False,
-                  fault_inject: str | None = None) -> PreparedStudy:
-    """Decode and preprocess the first ``max_views`` files of ``study`` (see module docstring).
-
-    Raises :class:`~preprocessing.errors.ImageReadError` naming the file that failed.
-    ``fault_inject`` is a test hook: a file name matching this glob aborts the process, as a
-    crashing native decoder would.
-    """
-    if not study.paths:
-        raise ImageReadError(study.study_id, "the study has no image files")
-    if fault_inject and any(fnmatch(Path(p).name, fault_inject) for p in study.paths):
-        os.abort()
-    views = [_read_view(path, image_size) for path in study.paths[:max_views]]
-    return _prepared(study.study_id, views, image_size, study.text, study.study_instance_uid, keep_headers)
-
-
-def make_preparer(config, keep_headers: bool = False, fault_inject: str | None = None) -> functools.partial:
-    """:func:`prepare_study` bound to a model config's image size and views (picklable, for worker
-    processes; needs only the config, so decoding can start before the model is loaded)."""
-    return functools.partial(prepare_study, image_size=config.image_size, max_views=config.max_views,
-                             keep_headers=keep_headers, fault_inject=fault_inject)
-
-
-def _read_view(view: View, image_size: int) -> tuple[Radiograph, float]:
-    """A view as a :class:`Radiograph` and its decode time in ms."""
-    t0 = time.perf_counter()
-    if isinstance(view, np.ndarray):
-        radiograph = radiograph_from_array(view)
-    else:
-        radiograph = read_radiograph(view if isinstance(view, Dataset) else Path(view), target_size=image_size)
-    return radiograph, (time.perf_counter() - t0) * 1e3
-
-
-def radiograph_from_array(pixels: np.ndarray) -> Radiograph:
-    """A ``[H, W]`` array in display orientation as a Radiograph: floats must be in [0, 1]; integer
-    arrays are scaled by their own minimum and maximum."""
-    array = np.asarray(pixels)
-    if array.ndim != 2:
-        raise ImageReadError(None, f"an image array must be [H, W] grayscale, got shape {array.shape}")
-    if np.issubdtype(array.dtype, np.integer):
-        lo, hi = float(array.min()), float(array.max())
-        array = (array.astype(np.float32) - lo) / max(hi - lo, 1.0)
-    return Radiograph(pixels=np.clip(array, 0.0, 1.0).astype(np.float32), original_shape=array.shape,
-                      decoded_shape=array.shape)
-
-
-def _prepared(study_id: str | None, views: list[tuple[Radiograph, float]], image_size: int, text: str | None,
-              study_uid: str | None, keep_headers: bool) -> PreparedStudy:
-    transforms = _transforms(image_size)
-    tensors, sources = [], []
-    t0 = time.perf_counter()
-    for radiograph, _ in views:
-        sample = transforms({"image": radiograph.pixels, "original_shape": radiograph.original_shape,
-                             "flips": radiograph.flips})
-        tensors.append(sample["image"].numpy())
-        sources.append(_source_image(radiograph, sample["geometry"]))
-    preprocess_ms = (time.perf_counter() - t0) * 1e3
-    first = views[0][0]
-    study_uid = study_uid or first.study_uid
-    return PreparedStudy(
-        study_id=study_id or study_uid or (Path(first.path).stem if first.path else "study"),
-        pixel_values=np.stack(tensors).astype(np.float32), sources=sources, text=normalize_text(text),
-        study_instance_uid=study_uid,
-        headers=[r.dataset for r, _ in views if r.dataset is not None] if keep_headers else [],
-        timings_ms={"decode": sum(ms for _, ms in views), "preprocess": preprocess_ms})
-
-
-@functools.lru_cache(maxsize=4)
-def _transforms(image_size: int):
-    return build_image_transforms(image_size, train=False)
-
-
-def _source_image(radiograph: Radiograph, geometry: LetterboxGeometry) -> SourceImage:
-    ds = radiograph.dataset
-    rows, cols = geometry.coord_shape
-    return SourceImage(path=radiograph.path, rows=int(rows), columns=int(cols), sop_instance_uid=radiograph.sop_uid,
-                       sop_class_uid=str(ds.SOPClassUID) if ds is not None and "SOPClassUID" in ds else None,
-                       series_instance_uid=radiograph.series_uid, square_to_pixels=square_to_pixels(geometry))
-
-
-def square_to_pixels(geometry: LetterboxGeometry) -> tuple[float, float, float, float]:
-    """The inverse of the letterbox (and display flips): (ax, bx, ay, by) with x = ax * u + bx,
-    y = ay * v + by mapping the model's normalised square (u, v in [0, 1]) to source pixels."""
-    rows, cols = geometry.coord_shape
-    # square px -> displayed px: (s - pad) / scale; displayed px -> source px: * source / displayed.
-    kx = cols / geometry.shape[1] / geometry.scale
-    ky = rows / geometry.shape[0] / geometry.scale
-    ax, bx = geometry.size * kx, -geometry.pad_x * kx
-    ay, by = geometry.size * ky, -geometry.pad_y * ky
-    if geometry.flips[0]:
-        ax, bx = -ax, cols - bx
-    if geometry.flips[1]:
-        ay, by = -ay, rows - by
-    return float(ax), float(bx), float(ay), float(by)
-
 
 class Predictor:
     """A saved model ready to score studies; build with :meth:`from_pretrained`.
@@ -215,8 +87,8 @@ class Predictor:
         views = [study] if isinstance(study, (str, os.PathLike, Dataset, np.ndarray)) else list(study)
         if not views:
             raise ImageReadError(study_id, "the study has no images")
-        read = [_read_view(v, self.config.image_size) for v in views[: self.config.max_views]]
-        return _prepared(study_id, read, self.config.image_size, text, None, keep_headers)
+        read = [read_view(v, self.config.image_size) for v in views[: self.config.max_views]]
+        return prepared_study(study_id, read, self.config.image_size, text, None, keep_headers)
 
     def predict(self, study: View | Sequence[View], text: str | None = None, study_id: str | None = None,
                 generate: bool = True, heatmap_dir: str | Path | None = None) -> StudyResult:

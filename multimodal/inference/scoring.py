@@ -72,7 +72,8 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     ``seconds``, ``studies_per_s`` (over the whole call), ``steady_studies_per_s`` (after the first
     batch, i.e. without start-up: model load, first decodes), ``out``, ``errors``.
     """
-    from multimodal.inference.predictor import Predictor, make_preparer
+    from multimodal.inference.predictor import Predictor
+    from multimodal.inference.prepare import make_preparer
     from multimodal.models.configuration import MultimodalConfig
 
     if output_format not in OUTPUT_FORMATS:
@@ -220,7 +221,7 @@ class StudyDecoder:
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         context = mp.get_context(method)
         if method == "forkserver":
-            context.set_forkserver_preload(["multimodal.inference.predictor"])
+            context.set_forkserver_preload(["multimodal.inference.prepare"])
         pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_init_worker)
         # Submitted first, so it runs before any study: if the pool breaks before it answers,
         # the workers cannot start at all (a broken setup, not a bad file).
@@ -241,10 +242,11 @@ def _ping() -> bool:
 
 
 def _init_worker() -> None:
-    # One decode thread per worker process: native thread pools would fight the model for cores.
-    import torch
+    # One thread per worker process: OpenCV's own pool (a thread per core) would fight the model
+    # for cores. The worker imports no torch (multimodal.inference.prepare), so that is the only pool.
+    import cv2
 
-    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 def _prepare_safely(prepare: Callable, study: StudyInput) -> _Outcome:

@@ -268,6 +268,20 @@ def test_jpeg2000_decodes_at_reduced_resolution(tmp_path, dx_dataset, chest_like
 
 
 @pytest.mark.skipif(not HAS_OPENJPEG, reason="pylibjpeg-openjpeg missing")
+def test_jpeg2000_fit_long_keeps_only_the_long_side_at_the_target(tmp_path, dx_dataset, chest_like, save):
+    ds = dx_dataset(chest_like(256, 128))
+    ds.compress(uid.JPEG2000Lossless)
+    path = save(ds, tmp_path / "j2k.dcm")
+    short = read_radiograph(path, target_size=50)
+    assert short.decode_reduction == 1 and short.pixels.shape == (100, 50)
+    # a letterboxing consumer needs only the long side: one level coarser, 4x fewer pixels decoded
+    long = read_radiograph(path, target_size=50, fit="long")
+    assert long.decode_reduction == 2 and long.decoded_shape == (64, 32) and long.pixels.shape == (50, 25)
+    with pytest.raises(ValueError, match="fit"):
+        read_radiograph(path, target_size=50, fit="width")
+
+
+@pytest.mark.skipif(not HAS_OPENJPEG, reason="pylibjpeg-openjpeg missing")
 def test_jpeg2000_falls_back_to_full_decode_when_reduced_decoding_fails(tmp_path, dx_dataset, chest_like, save,
                                                                         monkeypatch):
     ds = dx_dataset(chest_like(256, 200))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from multimodal.inference.predictor import Predictor, square_to_pixels
+from multimodal.inference.predictor import Predictor
+from multimodal.inference.prepare import square_to_pixels
 from preprocessing.transforms import letterbox_geometry
 
 

@@ -150,3 +150,13 @@ def test_sharded_ranks_together_score_every_study_once(tiny_model_dir, phantom_d
     ids = _ids(out.with_suffix(".jsonl"), "study_id")
     assert len(ids) == len(set(ids)) == 8
     assert len(out.read_text().splitlines()) == 1 + 8
+
+
+def test_decode_workers_import_neither_torch_nor_monai():
+    # A worker (started fresh and again after every codec crash) must be up in about a second;
+    # torch + MONAI take ~10 s to import on a loaded 2-core machine.
+    probe = ("import sys, multimodal.inference.prepare, multimodal.inference.scoring; "
+             "print(sorted(m for m in ('torch', 'monai', 'albumentations', 'highdicom') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
