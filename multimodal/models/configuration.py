@@ -72,6 +72,7 @@ class MultimodalConfig:
     fusion_hidden: int = 384
     fusion_mlp_ratio: float = 2.0
     dropout: float = 0.1
+    image_dropout: float = 0.0
     decoder_layers: int = 2
     decoder_max_length: int = 128
     decoder_init_from_text: bool = True
@@ -128,8 +129,9 @@ class MultimodalConfig:
                 raise ConfigError(key, f"expected 'none', 'all' or a number of layers >= 0, got {value!r}")
         for key in ("lora_image", "lora_text"):
             setattr(self, key, _check_lora(key, getattr(self, key)))
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
+        for key in ("dropout", "image_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(key, f"must be in [0, 1), got {getattr(self, key)}")
         if self.fusion_mlp_ratio <= 0:
             raise ConfigError("fusion_mlp_ratio", f"must be > 0, got {self.fusion_mlp_ratio}")
         if self.mil_pooling not in MIL_POOLINGS:

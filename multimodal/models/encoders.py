@@ -49,7 +49,7 @@ class MonaiViTEncoder(ImageEncoder):
         self.vit = ViT(in_channels=1, img_size=config.image_size, patch_size=config.patch_size,
                        hidden_size=config.image_hidden, mlp_dim=config.image_mlp_dim,
                        num_layers=config.image_layers, num_heads=config.image_heads, classification=False,
-                       dropout_rate=config.dropout, spatial_dims=2, qkv_bias=True)
+                       dropout_rate=config.image_dropout, spatial_dims=2, qkv_bias=True)
         for block in self.vit.blocks:
             # MONAI's SDPA path applies attention dropout even in eval mode: keep dropout on the
             # block outputs only, in both of its paths.
