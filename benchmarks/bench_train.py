@@ -47,7 +47,7 @@ from benchmarks.common import (  # noqa: E402
     time_interleaved,
     write_json,
 )
-from preprocessing.text import default_text_encoder_path  # noqa: E402
+from preprocessing.text import DEFAULT_TEXT_ENCODER, default_text_encoder_path, load_tokenizer  # noqa: E402
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # torch's AdamW as most training loops create it (on CPU a per-tensor loop), or its fused kernel.
@@ -69,6 +69,9 @@ class BenchSize:
     text_tokens: int = 64
     batch_size: int = 16
     num_labels: int = 14
+    # mmdx's findings decoder works over the training findings' word pieces (``decoder_vocab_from_train``,
+    # on in every report config): the IU X-ray dev findings have 1,800 of MiniLM's 30,522. 0 = all.
+    decoder_vocab: int = 1800
 
 
 MATCHED = BenchSize()
@@ -109,11 +112,32 @@ def _token_ids(size: BenchSize, generator: torch.Generator) -> torch.Tensor:
     return ids
 
 
+def decoder_vocab_ids(size: BenchSize) -> list[int] | None:
+    """``size.decoder_vocab`` tokenizer ids for mmdx's decoder (specials + ordinary ids from 1000 on:
+    the speed depends on the count only), or None for the full vocabulary."""
+    from multimodal.models.decoder_vocab import normalise_decoder_vocab
+
+    if not size.decoder_vocab:
+        return None
+    tokenizer = load_tokenizer(DEFAULT_TEXT_ENCODER)
+    return normalise_decoder_vocab(range(1000, 1000 + size.decoder_vocab - 4), tokenizer)
+
+
+def _findings_ids(size: BenchSize, config, generator: torch.Generator) -> torch.Tensor:
+    """Like :func:`_token_ids`, drawn from the decoder's vocabulary when it is restricted."""
+    ids = _token_ids(size, generator)
+    if config.decoder_vocab is not None:
+        vocab = torch.tensor(config.decoder_vocab)
+        ids[:, 1:-1] = vocab[torch.randint(4, len(vocab), (ids.shape[0], ids.shape[1] - 2), generator=generator)]
+    return ids
+
+
 def mmdx_config(size: BenchSize, **overrides):
     """The :class:`MultimodalConfig` of mmdx at ``size`` (findings decoder as deep as the fusion)."""
     from multimodal.models import MultimodalConfig
 
     return MultimodalConfig(
+        decoder_vocab=decoder_vocab_ids(size),
         image_size=size.image_size,
         patch_size=size.patch_size,
         image_hidden=size.hidden_size,
@@ -150,7 +174,7 @@ def mmdx_batch(size: BenchSize, config, generator: torch.Generator, targets: boo
         "region_mask": torch.ones(b, d, dtype=torch.bool),
         "zone_targets": torch.randint(0, 2, (b, d, z), generator=generator).float(),
         "zone_mask": torch.ones(b, d, dtype=torch.bool),
-        "findings_ids": _token_ids(size, generator),
+        "findings_ids": _findings_ids(size, config, generator),
         "findings_mask": torch.ones(b, t, dtype=torch.long),
     }
 
@@ -418,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adamw", help="the same for every model")
     parser.add_argument("--random-init", action="store_true", help="random weights instead of the packaged MiniLM")
     parser.add_argument("--batch-size", type=int, help="override the size's batch")
+    parser.add_argument("--decoder-vocab", type=int, help="mmdx's findings decoder vocabulary size "
+                        "(default 1,800, the IU X-ray findings' word pieces; 0 = all 30,522)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -433,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     size = {"matched": MATCHED, "small": SMALL, "tiny": TINY}[args.size]
     if args.batch_size:
         size = replace(size, batch_size=args.batch_size)
+    if args.decoder_vocab is not None:
+        size = replace(size, decoder_vocab=args.decoder_vocab)
     setup = Setup(torch.device(args.device), args.optimizer, pretrained=not args.random_init)
     precisions = args.precisions.split(",")
     unknown = [p for p in precisions if p not in PRECISIONS] + [m for m in args.models.split(",") if m not in BUILDERS]
