@@ -37,7 +37,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     """
     if not explicit_attention_preferred(q.device.type, q.dtype):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    # Scaling the queries (Tq x d) rather than the scores (Tq x Tk) is the cheaper multiply.
+    scores = (q * (q.shape[-1] ** -0.5 if scale is None else scale)) @ k.transpose(-1, -2)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return scores.softmax(dim=-1) @ v
@@ -70,7 +71,7 @@ def hf_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
         mask = torch.ones(tq, tk, dtype=torch.bool, device=query.device).tril(tk - tq)
     elif mask is not None and mask.dtype != torch.bool:
         mask = mask == 0  # an additive float mask: 0 where attended
-    scores = (query @ key.transpose(-1, -2)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
+    scores = (query * (query.shape[-1] ** -0.5 if scaling is None else scaling)) @ key.transpose(-1, -2)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.nn.functional.dropout(scores.softmax(dim=-1), p=dropout, training=module.training)

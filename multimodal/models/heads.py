@@ -130,13 +130,14 @@ class FindingsDecoder(nn.Module):
         self.register_buffer("full_to_small", full_to_small, persistent=False)
         self.register_buffer("small_to_full", small_to_full, persistent=False)
         small = {name: int(full_to_small[i]) for name, i in special_ids.items()}
+        # No dropout on attention weights, as in the encoders and fusion (SDPA keeps its fused kernel).
         config = BertConfig(
             vocab_size=len(small_to_full), hidden_size=text_config.hidden_size,
             num_hidden_layers=layers, num_attention_heads=text_config.num_attention_heads,
             intermediate_size=text_config.intermediate_size,
             max_position_embeddings=max(text_config.max_position_embeddings, max_length),
             type_vocab_size=getattr(text_config, "type_vocab_size", 2), hidden_dropout_prob=dropout,
-            attention_probs_dropout_prob=dropout, is_decoder=True, add_cross_attention=True,
+            attention_probs_dropout_prob=0.0, is_decoder=True, add_cross_attention=True,
             attn_implementation=register_hf_attention(),
             pad_token_id=small["pad"], bos_token_id=small["bos"], eos_token_id=small["eos"],
         )
