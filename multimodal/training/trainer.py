@@ -32,6 +32,7 @@ from multimodal.data.dataset import StudyDataset, collate_studies
 from multimodal.data.manifest import load_manifest
 from multimodal.evaluation.classification import point_metrics, tune_thresholds
 from multimodal.models.decoder_vocab import build_decoder_vocab
+from multimodal.precision import native_bf16
 from multimodal.models.modeling import MultimodalModel
 from multimodal.training.config import OptimConfig, TrainConfig, load_train_config, save_train_config
 from preprocessing.errors import ConfigError
@@ -69,10 +70,13 @@ class Progress:
 
 
 def resolve_precision(precision: str) -> str:
-    """Map the config's precision to Accelerate's ``mixed_precision`` (``"no"``, ``"bf16"``, ``"fp16"``)."""
+    """Map the config's precision to Accelerate's ``mixed_precision`` (``"no"``, ``"bf16"``, ``"fp16"``).
+
+    ``auto`` is bf16 where it runs natively (a bf16 GPU, or a CPU with AMX / AVX-512-BF16), else fp32.
+    """
     cuda = torch.cuda.is_available()
     if precision == "auto":
-        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+        return "bf16" if native_bf16("cuda" if cuda else "cpu") else "no"
     if precision == "fp16" and not cuda:
         raise ConfigError("precision", "fp16 (with loss scaling) needs a CUDA device; use bf16 or fp32 on CPU")
     return {"fp32": "no"}.get(precision, precision)
