@@ -68,7 +68,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 def _cmd_score(a: argparse.Namespace) -> int:
     from multimodal.inference.scoring import score
 
-    summary = score(a.model, a.input, out=a.out, batch_size=a.batch_size, workers=a.workers,
+    summary = score(a.model, a.input, out=a.out, batch_size=a.batch_size, workers=a.workers, threads=a.threads,
                     device=a.device, precision=a.precision, sr_dir=a.sr_dir, heatmap_dir=a.heatmaps,
                     output_format=a.format, generate=not a.no_findings, progress=not a.quiet)
     print(json.dumps(summary))
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--threads", type=int, default=None, help="torch threads of a CPU model (default: cores - workers)")
     s.add_argument("--device", default=None)
     s.add_argument("--precision", default=None, choices=[None, "fp32", "bf16", "fp16"])
     s.add_argument("--sr-dir", default=None)

@@ -33,6 +33,11 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # none does, the single most likely zone is reported.
 ZONE_THRESHOLD = 0.5
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device``, or when None: CUDA when present, else CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 class Predictor:
     """A saved model ready to score studies; build with :meth:`from_pretrained`.
 
@@ -70,7 +75,7 @@ class Predictor:
         ``num_beams``: beam width of findings generation (1 = greedy)."""
         from multimodal.models.modeling import MultimodalModel
 
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dev = resolve_device(device)
         precision = precision or ("bf16" if dev.type == "cuda" else "fp32")
         if precision not in PRECISIONS:
             raise ConfigError("precision", f"expected one of {list(PRECISIONS)}, got {precision!r}")

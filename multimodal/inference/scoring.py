@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,20 +60,23 @@ class _Outcome:
 
 
 def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, batch_size: int = 8,
-          workers: int | None = None, device: str | None = None, precision: str | None = None,
+          workers: int | None = None, threads: int | None = None, device: str | None = None,
+          precision: str | None = None,
           sr_dir: str | Path | None = None, heatmap_dir: str | Path | None = None, output_format: str = "jsonl",
           generate: bool = True, progress: bool = True) -> dict:
     """Score every study found in ``inputs``; return the summary (also printed as one line).
 
     ``out``: results file (``.jsonl``, ``.csv`` or ``.parquet`` per ``output_format``);
-    errors go to ``<out>.errors.jsonl``. ``workers``: decode processes (None: one per spare
-    core, at least 1; 0 decodes in this process, without crash isolation). ``sr_dir``: one DICOM
+    errors go to ``<out>.errors.jsonl``. ``workers``: decode processes (None: see
+    :func:`default_workers`; 0 decodes in this process, without crash isolation). ``threads``: torch
+    threads of a CPU model while scoring (None: the cores the workers leave, at least 1; restored
+    afterwards). ``sr_dir``: one DICOM
     SR per DICOM study; ``heatmap_dir``: ``.npz`` heat maps + PNG overlays of positives.
     Summary keys: ``found``, ``scored``, ``failed``, ``skipped`` (done by an earlier run),
     ``seconds``, ``studies_per_s`` (over the whole call), ``steady_studies_per_s`` (after the first
     batch, i.e. without start-up: model load, first decodes), ``out``, ``errors``.
     """
-    from multimodal.inference.predictor import Predictor
+    from multimodal.inference.predictor import Predictor, resolve_device
     from multimodal.inference.prepare import make_preparer
     from multimodal.models.configuration import MultimodalConfig
 
@@ -86,6 +90,8 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     if world > 1:
         log_path = log_path.with_name(f"{log_path.name}.part-{rank}")
     t0 = time.perf_counter()
+    dev = resolve_device(device)
+    workers = default_workers(dev) if workers is None else workers
 
     found = discover_studies(inputs)
     studies = shard(found.studies, rank, world)
@@ -101,19 +107,20 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
         # The decoder starts decoding on construction: the model loads meanwhile.
         with StudyDecoder(todo, prepare, workers, prefetch=2 * batch_size) as decoder, \
                 _progress(len(todo), progress and rank == 0) as bar:
-            predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision)
-            for batch in _batches(decoder, batch_size):
-                bad = [o.error for o in batch if o.error is not None]
-                good = [o.prepared for o in batch if o.error is None]
-                batch_results = predictor.run_batch(good, generate=generate) if good else []
-                for prepared, result in zip(good, batch_results):
-                    bad.extend(_write_extras(prepared, result, sr_dir, heatmap_dir))
-                scored += results.append(r.to_dict() for r in batch_results)
-                failed += errors.append(e.to_dict() for e in bad if e.stage != "sr")
-                errors.append(e.to_dict() for e in bad if e.stage == "sr")
-                bar.update(len(batch))
-                if t_first is None:
-                    t_first, first_scored = time.perf_counter(), scored
+            predictor = Predictor.from_pretrained(model_dir, device=dev, precision=precision)
+            with _model_threads(dev, threads or max(1, _cores() - workers)):
+                for batch in _batches(decoder, batch_size):
+                    bad = [o.error for o in batch if o.error is not None]
+                    good = [o.prepared for o in batch if o.error is None]
+                    batch_results = predictor.run_batch(good, generate=generate) if good else []
+                    for prepared, result in zip(good, batch_results):
+                        bad.extend(_write_extras(prepared, result, sr_dir, heatmap_dir))
+                    scored += results.append(r.to_dict() for r in batch_results)
+                    failed += errors.append(e.to_dict() for e in bad if e.stage != "sr")
+                    errors.append(e.to_dict() for e in bad if e.stage == "sr")
+                    bar.update(len(batch))
+                    if t_first is None:
+                        t_first, first_scored = time.perf_counter(), scored
     finally:
         results.close()
         errors.close()
@@ -149,6 +156,40 @@ def _rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers(device) -> int:
+    """Decode processes when none are asked for: with a GPU model, every core but one (the main
+    process feeds the GPU); with a CPU model, a third of the cores, at least 1, since decoding a
+    study costs about half of its fp32 forward pass (docs/benchmarks.md, "Inference")."""
+    cores = _cores()
+    return max(1, cores - 1) if device.type != "cpu" else max(1, round(cores / 3))
+
+
+@contextmanager
+def _model_threads(device, threads: int) -> Iterator[None]:
+    """Torch intra-op threads of a CPU model for the duration (the caller's count is restored).
+
+    A decode worker busy on a core that one of the model's OpenMP threads also needs stalls every
+    parallel region at its barrier; on 2 cores, 1 model thread + 1 worker scored 2-3x faster than
+    2 + 1 under load (docs/benchmarks.md, "Inference").
+    """
+    import torch
+
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------------------------
 # Decoding in worker processes, surviving native crashes
 
@@ -163,9 +204,9 @@ class StudyDecoder:
     as failed. ``workers=0`` prepares in this process (no crash isolation).
     """
 
-    def __init__(self, studies: Sequence[StudyInput], prepare: Callable, workers: int | None, prefetch: int):
+    def __init__(self, studies: Sequence[StudyInput], prepare: Callable, workers: int, prefetch: int):
         self.prepare = prepare
-        self.workers = max(1, (os.cpu_count() or 2) - 1) if workers is None else workers
+        self.workers = workers
         self.prefetch = max(prefetch, self.workers)
         self.pending = deque(studies)
         self.window: deque[tuple[StudyInput, cf.Future]] = deque()

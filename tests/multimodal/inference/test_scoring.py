@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
@@ -14,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import torch
 
 from multimodal.cli import main
+from multimodal.inference import scoring
 from multimodal.inference.predictor import Predictor
 from multimodal.inference.results import read_jsonl
 from multimodal.inference.scoring import FAULT_INJECT_ENV, errors_path, merge_parts, score
@@ -43,11 +46,21 @@ def mixed_folder(phantom_dir, tmp_path) -> Path:
     return folder
 
 
-def test_mixed_folder_accounts_for_every_input_exactly_once(tiny_model_dir, mixed_folder, tmp_path, monkeypatch):
+def test_mixed_folder_accounts_for_every_input_exactly_once(tiny_model_dir, mixed_folder, tmp_path, monkeypatch,
+                                                            request):
     monkeypatch.setenv(FAULT_INJECT_ENV, "crash_me*")
     out = tmp_path / "scores.jsonl"
+    model_threads = []
+    run_batch = Predictor.run_batch
+    monkeypatch.setattr(Predictor, "run_batch",
+                        lambda self, *a, **k: model_threads.append(torch.get_num_threads()) or run_batch(self, *a, **k))
+    request.addfinalizer(functools.partial(torch.set_num_threads, torch.get_num_threads()))
+    torch.set_num_threads(3)
 
     summary = score(tiny_model_dir, [mixed_folder], out, batch_size=3, workers=1, generate=False, progress=False)
+
+    # the model gets the cores the decode worker leaves; the caller's thread count comes back
+    assert set(model_threads) == {max(1, scoring._cores() - 1)} and torch.get_num_threads() == 3
 
     scored, failed = _ids(out, "study_id"), _ids(errors_path(out), "study_id")
     assert len(scored) == len(set(scored)) == 8 == summary["scored"]
