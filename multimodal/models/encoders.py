@@ -55,6 +55,9 @@ class MonaiViTEncoder(ImageEncoder):
             # block outputs only, in both of its paths.
             block.attn.dropout_rate = 0.0
             block.attn.drop_weights = nn.Identity()
+            # MONAI builds this LayerNorm even without cross-attention; frozen, it does not make DDP
+            # look for gradients that never come (its weights stay in the checkpoint, unchanged).
+            block.norm_cross_attn.requires_grad_(False)
         if load_pretrained and config.image_pretrained:
             _load_state_file(self.vit, config.image_pretrained)
         side = config.image_size // config.patch_size

@@ -92,8 +92,9 @@ class TrainConfig(_Section):
     checkpoint_every: int | None = Field(None, ge=1, description="steps between resumable states; None: at each evaluation")
     halt_after_steps: int | None = Field(None, ge=1, description="save the state and exit after this many steps "
                                          "(time-boxed jobs; continue with --resume)")
-    ddp_find_unused_parameters: bool = Field(True, description="DDP: tolerate trainable parameters without a "
-                                             "gradient (MONAI ViT blocks carry an unused norm_cross_attn); false is faster")
+    ddp_find_unused_parameters: bool | None = Field(None, description="DDP: tolerate trainable parameters without "
+                                                    "a gradient (the findings decoder on studies without findings); "
+                                                    "None: only when some training study has no findings")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -82,16 +82,18 @@ def resolve_precision(precision: str) -> str:
     return {"fp32": "no"}.get(precision, precision)
 
 
+def split_records(cfg: TrainConfig, split: str) -> list:
+    """The studies of one split across the config's manifests; raises ConfigError when there are none."""
+    found = [r for path in cfg.data.manifest for r in load_manifest(path, splits=split)]
+    if not found:
+        raise ConfigError("data.manifest", f"no study with split {split!r} in {cfg.data.manifest}")
+    return found
+
+
 def build_loaders(cfg: TrainConfig, model: MultimodalModel) -> tuple[DataLoader, DataLoader]:
     """Training and validation loaders over the manifest(s); raises ConfigError on an empty split."""
-    def records(split: str) -> list:
-        found = [r for path in cfg.data.manifest for r in load_manifest(path, splits=split)]
-        if not found:
-            raise ConfigError("data.manifest", f"no study with split {split!r} in {cfg.data.manifest}")
-        return found
-
     def loader(split: str, train: bool, batch_size: int) -> DataLoader:
-        dataset = StudyDataset(records(split), model.config, tokenizer=model.tokenizer, train=train and cfg.data.augment,
+        dataset = StudyDataset(split_records(cfg, split), model.config, tokenizer=model.tokenizer, train=train and cfg.data.augment,
                                cache_dir=cfg.data.cache_dir, grid_size=model.grid_size)
         # A private generator: creating a loader iterator then does not consume the global RNG, so
         # a resumed run draws the same dropout masks as an uninterrupted one.
@@ -105,8 +107,16 @@ def build_loaders(cfg: TrainConfig, model: MultimodalModel) -> tuple[DataLoader,
 
 def train_decoder_vocab(cfg: TrainConfig, text_encoder: str) -> list[int]:
     """The decoder vocabulary of the training split's findings (``data.decoder_vocab_from_train``)."""
-    findings = [r.findings for path in cfg.data.manifest for r in load_manifest(path, splits=cfg.data.train_split)]
+    findings = [r.findings for r in split_records(cfg, cfg.data.train_split)]
     return build_decoder_vocab(findings, load_tokenizer(text_encoder))
+
+
+def find_unused_parameters(cfg: TrainConfig) -> bool:
+    """DDP's ``find_unused_parameters``: the config's choice, or (None) True unless every training study
+    has findings, i.e. unless every batch gives the findings decoder (like every other part) a gradient."""
+    if cfg.ddp_find_unused_parameters is not None:
+        return cfg.ddp_find_unused_parameters
+    return not all(r.findings.strip() for r in split_records(cfg, cfg.data.train_split))
 
 
 def build_optimizer(model: MultimodalModel, optim: OptimConfig) -> torch.optim.AdamW:
@@ -227,7 +237,7 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
         mixed_precision=resolve_precision(cfg.precision), gradient_accumulation_steps=cfg.optim.grad_accum,
         log_with="tensorboard" if cfg.logging.tensorboard else None, project_dir=str(run),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ddp_find_unused_parameters)])
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters(cfg))])
     set_seed(cfg.seed)
     if accelerator.is_main_process:
         save_train_config(cfg, run / "config.yaml")

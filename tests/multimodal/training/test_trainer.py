@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,7 +60,10 @@ def test_two_cpu_processes_train_and_write_one_checkpoint(tiny_config, tmp_path)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", "0", "-m", "multimodal.cli", "train",
-           "--config", str(config), "--set", "optim.max_steps=2", "--out", str(tmp_path / "ddp")]
+           "--config", str(config), "--set", "optim.max_steps=2", "--out", str(tmp_path / "ddp"),
+           # Every part of the model gets a gradient (every tiny study has findings): DDP's faster
+           # mode, which fails on a trainable parameter left without one, must work.
+           "--set", "ddp_find_unused_parameters=false"]
     done = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
     run = tmp_path / "ddp"
@@ -77,3 +81,20 @@ def test_decoder_vocab_from_train_restricts_the_saved_decoder_to_training_findin
     findings = [r.findings for r in load_manifest(tiny_config["data"]["manifest"], splits="train")]
     assert model.config.decoder_vocab == build_decoder_vocab(findings, model.tokenizer)
     assert model.decoder.lm.config.vocab_size == len(model.config.decoder_vocab) < 1000
+
+
+def test_ddp_looks_for_unused_parameters_only_when_some_training_study_lacks_findings(tiny_config, tmp_path):
+    from multimodal.training.config import load_train_config
+    from multimodal.training.trainer import find_unused_parameters
+
+    assert find_unused_parameters(load_train_config(tiny_config)) is False  # every phantom study has findings
+    rows = [json.loads(line) for line in Path(tiny_config["data"]["manifest"]).read_text().splitlines()]
+    next(r for r in rows if r["split"] == "train")["findings"] = ""
+    folder = Path(tiny_config["data"]["manifest"]).parent
+    for r in rows:
+        r["images"] = [str(folder / image) for image in r["images"]]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tiny_config["data"]["manifest"] = str(manifest)
+    assert find_unused_parameters(load_train_config(tiny_config)) is True
+    assert find_unused_parameters(load_train_config(tiny_config, ["ddp_find_unused_parameters=false"])) is False
