@@ -61,17 +61,16 @@ class _Outcome:
 
 def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, batch_size: int = 8,
           workers: int | None = None, threads: int | None = None, device: str | None = None,
-          precision: str | None = None,
-          sr_dir: str | Path | None = None, heatmap_dir: str | Path | None = None, output_format: str = "jsonl",
-          generate: bool = True, progress: bool = True) -> dict:
+          precision: str | None = None, sr_dir: str | Path | None = None, heatmap_dir: str | Path | None = None,
+          output_format: str = "jsonl", generate: bool = True, progress: bool = True) -> dict:
     """Score every study found in ``inputs``; return the summary (also printed as one line).
 
     ``out``: results file (``.jsonl``, ``.csv`` or ``.parquet`` per ``output_format``);
     errors go to ``<out>.errors.jsonl``. ``workers``: decode processes (None: see
     :func:`default_workers`; 0 decodes in this process, without crash isolation). ``threads``: torch
     threads of a CPU model while scoring (None: the cores the workers leave, at least 1; restored
-    afterwards). ``sr_dir``: one DICOM
-    SR per DICOM study; ``heatmap_dir``: ``.npz`` heat maps + PNG overlays of positives.
+    afterwards). ``sr_dir``: one DICOM SR per DICOM study; ``heatmap_dir``: ``.npz`` heat maps +
+    PNG overlays of positives.
     Summary keys: ``found``, ``scored``, ``failed``, ``skipped`` (done by an earlier run),
     ``seconds``, ``studies_per_s`` (over the whole call), ``steady_studies_per_s`` (after the first
     batch, i.e. without start-up: model load, first decodes), ``out``, ``errors``.
