@@ -14,6 +14,7 @@ resumable state. The run directory holds::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -208,7 +209,15 @@ def _save_model(accelerator: Accelerator, model: torch.nn.Module, thresholds: np
 def _save_state(accelerator: Accelerator, run: Path) -> None:
     """Save the resumable state atomically: a kill during the save leaves the previous one intact."""
     tmp, final = run / "state.tmp", run / "state"
-    accelerator.save_state(str(tmp))
+    # Accelerate warns at every save that it stores the tied decoder weights once; the model re-ties
+    # them when it is built, so the warning is noise here.
+    tied_weights_log = logging.getLogger("accelerate.utils.other")
+    level = tied_weights_log.level
+    tied_weights_log.setLevel(logging.ERROR)
+    try:
+        accelerator.save_state(str(tmp))
+    finally:
+        tied_weights_log.setLevel(level)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
