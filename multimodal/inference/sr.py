@@ -54,7 +54,8 @@ def to_structured_report(result: StudyResult, source_datasets: Sequence[Dataset]
 
     ``source_datasets`` are the study's images (headers suffice, pixel data is not read), in the
     order of ``result.sources``; patient and study context are copied from them, and the SR gets
-    new series and instance UIDs in the same study. Raises :class:`MmdxError` when there is no
+    its own series and instance UIDs in the same study, derived from the study, its images and the
+    model (the same inputs and model give the same SR UIDs, so a resent SR is no duplicate). Raises :class:`MmdxError` when there is no
     DICOM source (an SR must reference its images). Returns a ``pydicom.Dataset`` subclass; write
     it with ``.save_as(path)``.
     """
@@ -87,9 +88,15 @@ def to_structured_report(result: StudyResult, source_datasets: Sequence[Dataset]
                                      referenced_images=source_datasets if _describable(source_datasets) else None)
     if result.findings:
         report[0].ContentSequence.append(_findings_container(result.findings))
+    # UIDs derived from the study, its source images and the model: scoring the same study with the
+    # same model again (a retry after a crash, a rerun) yields the same SR instance, which a PACS stores
+    # once, instead of a duplicate report.
+    identity = [str(frontal.StudyInstanceUID), *sorted(str(ds.SOPInstanceUID) for ds in source_datasets),
+                name, version, config_hash, str(series_number)]
     sr = hd.sr.ComprehensiveSR(
-        evidence=source_datasets, content=report[0], series_instance_uid=generate_uid(),
-        series_number=series_number, sop_instance_uid=generate_uid(), instance_number=instance_number,
+        evidence=source_datasets, content=report[0], series_instance_uid=generate_uid(entropy_srcs=identity),
+        series_number=series_number, sop_instance_uid=generate_uid(entropy_srcs=[*identity, str(instance_number)]),
+        instance_number=instance_number,
         manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
         series_description=f"{name} {version} AI results"[:64])
     # Generated text may hold any character; UTF-8 encodes it and every copied patient/study value.

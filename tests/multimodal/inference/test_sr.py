@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 
 import highdicom as hd
 import numpy as np
@@ -55,6 +56,18 @@ def test_structured_report_round_trips_and_references_the_source(predictor, phan
     assert isinstance(sr, hd.sr.ComprehensiveSR)
     groups = hd.sr.ComprehensiveSR.from_dataset(ds).content.get_planar_roi_measurement_groups()
     assert groups and all(g.roi is not None for g in groups)
+
+
+def test_the_same_study_and_model_give_the_same_sr_uids(predictor, phantom_dir):
+    """A resent SR (retry after a crash, a rerun) is the same instance, which a PACS stores once."""
+    sources = [pydicom.dcmread(p) for p in sorted((phantom_dir / "dicom").rglob("PA.dcm"))[:2]]
+    result = predictor.predict(sources[0], text="Cough.")
+    first, again = to_structured_report(result, [sources[0]]), to_structured_report(result, [sources[0]])
+    assert (first.SOPInstanceUID, first.SeriesInstanceUID) == (again.SOPInstanceUID, again.SeriesInstanceUID)
+    other_model = replace(result, model={**result.model, "config_hash": "another"})
+    assert to_structured_report(other_model, [sources[0]]).SOPInstanceUID != first.SOPInstanceUID
+    other_study = predictor.predict(sources[1], text="Cough.")
+    assert to_structured_report(other_study, [sources[1]]).SOPInstanceUID != first.SOPInstanceUID
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) is not installed")
