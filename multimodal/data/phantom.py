@@ -421,8 +421,8 @@ def write_phantom_dataset(out: str | Path, studies: int = 200, seed: int = 0, si
     the anatomy is laid out so that, once letterboxed to a square, each finding lies in its zone of
     :data:`preprocessing.vocab.ZONE_BOXES`. The same ``seed`` gives identical files.
     """
-    if studies < 1 or size < 64:  # below 64 px the JPEG 2000 studies cannot be encoded
-        raise ValueError(f"need studies >= 1 and size >= 64, got studies={studies}, size={size}")
+    if studies < 1 or size < 40:  # smaller images do not fit the JPEG 2000 encoder's resolution levels
+        raise ValueError(f"need studies >= 1 and size >= 40, got studies={studies}, size={size}")
     out = Path(out)
     splits = np.empty(studies, dtype=object)
     order = np.random.default_rng([seed, 7]).permutation(studies)

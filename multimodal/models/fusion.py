@@ -57,6 +57,14 @@ class FeedForward(nn.Sequential):
     def __init__(self, hidden: int, ratio: float):
         inner = int(hidden * ratio)
         super().__init__(nn.Linear(hidden, inner), nn.GELU(), nn.Linear(inner, hidden))
+        self._register_load_state_dict_pre_hook(_rename_pre_0_2_output_layer)
+
+
+def _rename_pre_0_2_output_layer(state_dict: dict, prefix: str, *_args) -> None:
+    """Checkpoints written before the inner dropout was removed name the output layer ``3``, not ``2``."""
+    for name in ("weight", "bias"):
+        if prefix + "3." + name in state_dict:
+            state_dict[prefix + "2." + name] = state_dict.pop(prefix + "3." + name)
 
 
 class StreamBlock(nn.Module):

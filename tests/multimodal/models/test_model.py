@@ -130,6 +130,21 @@ def test_save_load_round_trip_without_original_weights(model, tmp_path, monkeypa
     assert loaded.generate_findings(**inputs, max_new_tokens=4) == model.generate_findings(**inputs, max_new_tokens=4)
 
 
+def test_checkpoints_from_before_the_fusion_ffn_change_still_load(model, tmp_path):
+    """Version 0.1 checkpoints named the fusion FFN's output layer ``ffn.3`` (a dropout sat at 2)."""
+    from safetensors.torch import load_file, save_file
+
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    renamed = {k.replace(".ffn.2.", ".ffn.3."): v for k, v in weights.items()}
+    assert renamed.keys() != weights.keys()
+    save_file(renamed, tmp_path / "model.safetensors")
+    loaded = MultimodalModel.from_pretrained(tmp_path, device="cpu")
+    inputs = make_inputs(model, ["left basal opacity"])
+    for a, b in zip(outputs(model, inputs), outputs(loaded, inputs)):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
 def test_pretrained_minilm_weights_are_loaded(model):
     from transformers import AutoModel
 
