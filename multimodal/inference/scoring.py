@@ -322,12 +322,13 @@ def _batches(outcomes: Iterable[_Outcome], size: int) -> Iterator[list[_Outcome]
 
 def _write_extras(prepared, result, sr_dir, heatmap_dir) -> list[InputError]:
     """Write the SR and heat maps of one study; a failure is an ``sr`` error, the result stays."""
-    from multimodal.inference.sr import to_structured_report
-
     errors = []
     if heatmap_dir is not None:
         write_heatmaps(result, heatmap_dir, images=prepared.display_images())
     if sr_dir is not None and prepared.headers:
+        # Imported here: highdicom takes ~0.6 s to import, which a run without SRs need not pay.
+        from multimodal.inference.sr import to_structured_report
+
         try:
             sr = to_structured_report(result, prepared.headers)
             path = Path(sr_dir) / f"{safe_file_stem(result.study_id)}.dcm"
