@@ -37,11 +37,18 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     """
     if not explicit_attention_preferred(q.device.type, q.dtype):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return _explicit_attention(q, k, v, mask, scale)
+
+
+def _explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                        scale: float | None, dropout: float = 0.0) -> torch.Tensor:
+    """``softmax(q kᵀ · scale) v`` with a bool ``mask`` (True = attend) and dropout on the weights."""
     # Scaling the queries (Tq x d) rather than the scores (Tq x Tk) is the cheaper multiply.
     scores = (q * (q.shape[-1] ** -0.5 if scale is None else scale)) @ k.transpose(-1, -2)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    return scores.softmax(dim=-1) @ v
+    weights = scores.softmax(dim=-1)
+    return (F.dropout(weights, p=dropout) if dropout else weights) @ v
 
 
 HF_ATTENTION = "mmdx"
@@ -71,11 +78,8 @@ def hf_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
         mask = torch.ones(tq, tk, dtype=torch.bool, device=query.device).tril(tk - tq)
     elif mask is not None and mask.dtype != torch.bool:
         mask = mask == 0  # an additive float mask: 0 where attended
-    scores = (query * (query.shape[-1] ** -0.5 if scaling is None else scaling)) @ key.transpose(-1, -2)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.nn.functional.dropout(scores.softmax(dim=-1), p=dropout, training=module.training)
-    return (weights @ value).transpose(1, 2).contiguous(), None
+    context = _explicit_attention(query, key, value, mask, scaling, dropout if module.training else 0.0)
+    return context.transpose(1, 2).contiguous(), None
 
 
 def register_hf_attention() -> str:
