@@ -59,7 +59,7 @@ def main() -> None:
         for name in ("full", "restricted"):
             config = cfg.multimodal_config()
             if name == "restricted":  # what the trainer does for data.decoder_vocab_from_train
-                config.decoder_vocab = train_decoder_vocab(cfg, config.text_encoder)
+                config.decoder_vocab = train_decoder_vocab(train_records, config.text_encoder)
             torch.manual_seed(0)
             models[name] = MultimodalModel.from_config(config).train()
         model = models["full"]

@@ -91,10 +91,11 @@ def split_records(cfg: TrainConfig, split: str) -> list:
     return found
 
 
-def build_loaders(cfg: TrainConfig, model: MultimodalModel) -> tuple[DataLoader, DataLoader]:
-    """Training and validation loaders over the manifest(s); raises ConfigError on an empty split."""
-    def loader(split: str, train: bool, batch_size: int) -> DataLoader:
-        dataset = StudyDataset(split_records(cfg, split), model.config, tokenizer=model.tokenizer, train=train and cfg.data.augment,
+def build_loaders(cfg: TrainConfig, model: MultimodalModel, train_records: list) -> tuple[DataLoader, DataLoader]:
+    """Training and validation loaders: over ``train_records`` (:func:`split_records` of the training
+    split, read once by the caller) and the manifests' validation split."""
+    def loader(records: list, train: bool, batch_size: int) -> DataLoader:
+        dataset = StudyDataset(records, model.config, tokenizer=model.tokenizer, train=train and cfg.data.augment,
                                cache_dir=cfg.data.cache_dir, grid_size=model.grid_size)
         # A private generator: creating a loader iterator then does not consume the global RNG, so
         # a resumed run draws the same dropout masks as an uninterrupted one.
@@ -103,21 +104,21 @@ def build_loaders(cfg: TrainConfig, model: MultimodalModel) -> tuple[DataLoader,
                           generator=torch.Generator().manual_seed(cfg.seed))
 
     eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
-    return loader(cfg.data.train_split, True, cfg.data.batch_size), loader(cfg.data.val_split, False, eval_bs)
+    return (loader(train_records, True, cfg.data.batch_size),
+            loader(split_records(cfg, cfg.data.val_split), False, eval_bs))
 
 
-def train_decoder_vocab(cfg: TrainConfig, text_encoder: str) -> list[int]:
-    """The decoder vocabulary of the training split's findings (``data.decoder_vocab_from_train``)."""
-    findings = [r.findings for r in split_records(cfg, cfg.data.train_split)]
-    return build_decoder_vocab(findings, load_tokenizer(text_encoder))
+def train_decoder_vocab(train_records: list, text_encoder: str) -> list[int]:
+    """The decoder vocabulary of the training studies' findings (``data.decoder_vocab_from_train``)."""
+    return build_decoder_vocab([r.findings for r in train_records], load_tokenizer(text_encoder))
 
 
-def find_unused_parameters(cfg: TrainConfig) -> bool:
+def find_unused_parameters(cfg: TrainConfig, train_records: list) -> bool:
     """DDP's ``find_unused_parameters``: the config's choice, or (None) True unless every training study
     has findings, i.e. unless every batch gives the findings decoder (like every other part) a gradient."""
     if cfg.ddp_find_unused_parameters is not None:
         return cfg.ddp_find_unused_parameters
-    return not all(r.findings.strip() for r in split_records(cfg, cfg.data.train_split))
+    return not all(r.findings.strip() for r in train_records)
 
 
 def build_optimizer(model: MultimodalModel, optim: OptimConfig) -> torch.optim.AdamW:
@@ -242,20 +243,21 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     """
     cfg, run = load_train_config(config, overrides), Path(out)
     _prepare_run_dir(run, resume)
+    train_records = split_records(cfg, cfg.data.train_split)
     accelerator = Accelerator(
         mixed_precision=resolve_precision(cfg.precision), gradient_accumulation_steps=cfg.optim.grad_accum,
         log_with="tensorboard" if cfg.logging.tensorboard else None, project_dir=str(run),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters(cfg))])
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters(cfg, train_records))])
     set_seed(cfg.seed)
     if accelerator.is_main_process:
         save_train_config(cfg, run / "config.yaml")
     model_config = cfg.multimodal_config()
     if cfg.data.decoder_vocab_from_train:
-        model_config.decoder_vocab = train_decoder_vocab(cfg, model_config.text_encoder)
+        model_config.decoder_vocab = train_decoder_vocab(train_records, model_config.text_encoder)
     model = MultimodalModel.from_config(model_config)
     observations = list(model.config.observations)
-    train_loader, val_loader = build_loaders(cfg, model)
+    train_loader, val_loader = build_loaders(cfg, model, train_records)
     optimizer = build_optimizer(model, cfg.optim)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.optim.grad_accum)
