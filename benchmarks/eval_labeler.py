@@ -1,6 +1,7 @@
 """Agreement of the report labeler with the manual IU X-ray codes, on the tuning and held-out parts.
 
     .venv/bin/python benchmarks/eval_labeler.py [--part tune|heldout|all] [--json out.json]
+        [--show-errors N [--observation NAME ...]]
 
 Prints per-observation precision / recall / F1 (labeler 1 counted positive; the last column also
 counts -1) and zone agreement; writes the numbers as JSON. The split is fixed by
@@ -34,6 +35,7 @@ def main() -> None:
     ap.add_argument("--part", nargs="+", default=["tune", "heldout"], choices=["tune", "heldout", "all"])
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/eval_labeler.json")
     ap.add_argument("--show-errors", type=int, default=0, help="print this many disagreements (tune part only)")
+    ap.add_argument("--observation", nargs="+", default=None, help="show only these observations' disagreements")
     a = ap.parse_args()
     results = {}
     for part in a.part:
@@ -50,7 +52,8 @@ def main() -> None:
               "true-positive (report, observation) pairs with coded locations")
         if a.show_errors and part == "tune":
             by_uid = {r["uid"]: r for r in rows}
-            for uid, obs, kind in res["errors"][: a.show_errors]:
+            errors = [e for e in res["errors"] if a.observation is None or e[1] in a.observation]
+            for uid, obs, kind in errors[: a.show_errors]:
                 r = by_uid[uid]
                 print(f"-- {kind} {obs} uid={uid} mesh={r['mesh']}\n   {r['findings']} || {r['impression']}")
         results[part] = {k: v for k, v in res.items() if k != "errors"} | {"macro_f1_uncertain_as_positive": lenient["macro_f1"]}

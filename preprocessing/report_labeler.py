@@ -108,6 +108,8 @@ def _find_hits(sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_
                 value = NEGATIVE
             else:
                 value = sents.classify(start, end, max(head, start))
+                if value == POSITIVE and any(CONCEPTS[c].suggests_only for c in wanted):
+                    value = UNCERTAIN
             sentence = sents.index(start)
             hits.extend(_Hit(c, start, end, value, sentence) for c in wanted)
     return hits

@@ -56,7 +56,7 @@ _PRE_NEG = re.compile(
 _PRE_UNC = re.compile(
     r"\b(?:may|might|could|possibl[ey]|possibility|suggest\w*|suspect\w*"
     r"|suspicious|suspicion\s+(?:for|of)|favou?r(?:s|ed|ing)?|concern(?:ing)?\s+(?:for|of)|question(?:able)?|questioned|equivocal|indeterminate"
-    r"|vs\.?|versus|differential|cannot\s+(?:be\s+)?(?:exclude|excluded|rule\s+out|ruled\s+out)"
+    r"|differential|cannot\s+(?:be\s+)?(?:exclude|excluded|rule\s+out|ruled\s+out)"
     r"|can\s*not\s+(?:exclude|rule\s+out)|can't\s+(?:exclude|rule\s+out)|not\s+(?:be\s+)?excluded|rule\s+out|r/o"
     r"|presumed|presumably|worrisome|evaluat\w*\s+(?:of|for)|assess\w*\s+(?:of|for)|to\s+(?:(?:completely|entirely|totally|definitely|fully)\s+)?(?:exclude|rule\s+out)"
     r"|correlat\w*\s+(?:clinically\s+)?for|clinical\s+correlation\s+for|(?:appropriate|right)\s+clinical\s+(?:setting|context)"
@@ -92,7 +92,7 @@ _POST_UNC = re.compile(
     r"(?:well\s+|adequately\s+|fully\s+)?(?:assess|assessed|evaluate|evaluated)\b"
     rf"|^{_FEW_WORDS}in\s+the\s+(?:appropriate|right|proper)\s+clinical\s+(?:setting|context)"
     rf"|^{_FEW_WORDS}(?:is|are)\s+(?:also\s+)?(?:in\s+the\s+differential|(?:another|a|also\s+a)\s+(?:consideration|possibility))\b"
-    r"|^\s*(?:[\w-]+\s+){0,2}?(?:vs\.?|versus)\s+(?=\w)|^\s*\?",
+    r"|^\s*\?",
 )
 
 

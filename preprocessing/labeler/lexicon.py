@@ -28,6 +28,8 @@ class Concept:
     inserted on the right, not a finding in the right lung): they get no zones and take no location
     phrase from a neighbouring finding. ``in_lung`` is True for findings that are lung findings only
     where they lie in the lung (a density "projecting over the posterior 9th rib" is not one).
+    ``suggests_only`` is True for words that name a cause which suggests the observation without
+    naming it ("likely infectious etiology" of an opacity): a positive mention counts as uncertain.
     """
 
     name: str
@@ -36,6 +38,7 @@ class Concept:
     default_zones: tuple[str, ...] = ()
     zoned: bool = True
     in_lung: bool = False
+    suggests_only: bool = False
 
 
 # CheXpert and NIH names live side by side: a concept feeds every name present in the chosen list.
@@ -50,6 +53,7 @@ CONCEPTS: dict[str, Concept] = {c.name: c for c in (
     Concept("edema", ("Edema",)),
     Concept("consolidation", ("Consolidation",)),
     Concept("pneumonia", ("Pneumonia",)),
+    Concept("infection", ("Pneumonia",), suggests_only=True),
     Concept("atelectasis", ("Atelectasis",)),
     Concept("pneumothorax", ("Pneumothorax",)),
     Concept("effusion", ("Pleural Effusion", "Effusion"), default_levels=("lower",)),
@@ -122,9 +126,11 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("edema",), NORMAL, r"(?:pulmonary\s+)?vascula(?:ture|rity)\s+(?:is\s+|are\s+|appears\s+)?(?:normal|within\s+normal\s+limits)"
                          r"|normal\s+(?:pulmonary\s+)?vascula\w*"),
     (("consolidation",), FINDING, r"consol[io]?dat\w*|consoildat\w*"),
-    (("pneumonia",), FINDING, r"p(?:neu|nue)moni\w*|bronchopneumonia"
-                               # healed granulomatous disease and "symptoms of infection" are no pneumonia
-                               r"|(?<!granulomatous\s)(?<!prior\s)(?<!old\s)(?<!previous\s)(?<!remote\s)(?<!healed\s)"
+    (("pneumonia",), FINDING, r"p(?:neu|nue)moni\w*|bronchopneumonia"),
+    # An infection is a cause, not a diagnosis of pneumonia: "opacities, likely infectious etiology" is
+    # coded as the opacity only (IU), so it reads as pneumonia possible. Healed granulomatous disease
+    # and "symptoms of infection" are no pneumonia at all.
+    (("infection",), FINDING, r"(?<!granulomatous\s)(?<!prior\s)(?<!old\s)(?<!previous\s)(?<!remote\s)(?<!healed\s)"
                                r"(?<!of\s)(?<!for\s)infect(?:ion|ious|ive)"),
     (("atelectasis",), FINDING, r"at[ea]l[ea]?cta\w*|atelctasis|(?:lob\w*|lung|segmental|subsegmental)\s+collapse"
                                 r"|collapsed?\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+){0,6}?(?:lobe|lung)"),
@@ -141,10 +147,14 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("effusion",), NORMAL, r"costophrenic\s+(?:angles?|sulc[iu]s?)\s+(?:are\s+|is\s+)?(?:sharp|clear|normal|preserved)"),
     (("effusion", "pneumothorax"), NORMAL, r"pleural\s+spaces?\s+(?:are\s+|is\s+)?(?:clear|normal|unremarkable)"),
     (("pleural_other",), FINDING, r"pleural\s+(?:thickening|plaques?|scar\w*|calcifications?|based\s+(?:opacit\w+|densit\w+))"
-                                  r"|pleural[\s-]+(?:parenchymal|peripheral)\s+(?:scar\w*|thickening|changes?)|pleuroparenchymal|fibrothorax"
+                                  r"|(?:pleural[\s-]+|pleuro)(?:parenchymal|peripheral)\s+(?:scar\w*|thickening|changes?)|fibrothorax"
                                   r"|thickened\s+pleura|(?:apical\s+)?pleural\s+cap\w*|thickening\s+of\s+the\s+pleura"
                                   r"|(?:fissural|fissure)\s+thickening|thickened\s+(?:\w+\s+)?fissures?"
-                                  r"|(?:scarring|thickening)\s+(?:(?:at|of|in)\s+)?(?:the\s+)?(?:\w+\s+)?costophrenic"),
+                                  r"|(?:scarring|thickening)\s+(?:(?:at|of|in)\s+)?(?:the\s+)?(?:\w+\s+)?costophrenic"
+                                  # "thickening" set beside pleural fluid is pleural: "small effusion versus
+                                  # thickening", "loculated pleural fluid or thickening", "thickening and/or effusion"
+                                  r"|(?:effusions?|pleural\s+fluid)\s+(?:versus|vs\.?|or|and/or)\s+(?:\w+\s+){0,2}?(?P<head>thickening)"
+                                  r"|thickening(?=\s+(?:versus|vs\.?|or|and/or)\s+(?:\w+\s+){0,2}?(?:effusions?|pleural\s+fluid))"),
     # --- bones and devices
     (("fracture",), FINDING, r"fractur\w*|fracure\w*|fratcure\w*|fx"),
     (("device",), FINDING, r"pace(?:maker|r)s?|(?:a)?icd|defibrillator|(?:neuro|nerve\s+|spinal\s+cord\s+)?stimulators?|cannulas?|cannulae"

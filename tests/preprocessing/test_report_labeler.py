@@ -43,8 +43,6 @@ def test_negated_mentions_are_zero(text, observation):
     ("Cannot exclude a small right pleural effusion.", "Pleural Effusion"),
     ("Findings are suggestive of mild pulmonary edema.", "Edema"),
     ("Question of a small left apical pneumothorax.", "Pneumothorax"),
-    ("Right lower lobe atelectasis versus pneumonia.", "Atelectasis"),
-    ("Right lower lobe atelectasis versus pneumonia.", "Pneumonia"),
     ("Opacity concerning for pneumonia.", "Pneumonia"),
     ("Possible small left effusion.", "Pleural Effusion"),
 ])

@@ -164,3 +164,46 @@ def test_costophrenic_scarring_is_pleural():
     got = values("Elevated left hemidiaphragm with scarring at the left costophrenic angle.")
     assert got.get("Lung Opacity") is None and got["Pleural Other"] == 1
     assert values("Right basilar scarring.")["Lung Opacity"] == 1
+
+
+# Fourth round.
+@pytest.mark.parametrize("text, expected", [
+    # "X versus Y" names an abnormality seen, with two readings: both count (the IU coders code both)
+    ("Small right pleural effusion versus pleural thickening.", {"Pleural Effusion": 1, "Pleural Other": 1}),
+    ("Left basilar opacity, atelectasis vs. scarring.", {"Atelectasis": 1, "Lung Opacity": 1}),
+    ("Right lower lobe atelectasis versus pneumonia.", {"Atelectasis": 1, "Pneumonia": 1}),
+    # ... unless the sentence hedges or negates the finding itself
+    ("Left basilar opacity may represent atelectasis versus pneumonia.", {"Atelectasis": -1, "Pneumonia": -1}),
+    ("No focal consolidation or effusion versus thickening.", {"Consolidation": 0, "Pleural Effusion": 0}),
+])
+def test_versus_names_both_readings(text, expected):
+    assert values_of(text, expected) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    # an infection is a cause, not a diagnosis of pneumonia: at most pneumonia possible
+    ("Patchy right lower lobe opacities, likely infectious infiltrate.", {"Lung Opacity": 1, "Pneumonia": -1}),
+    ("Bilateral lower lung airspace disease, most likely representing acute infectious process.",
+     {"Lung Opacity": 1, "Pneumonia": -1}),
+    ("No evidence of active infection.", {"Pneumonia": 0}),
+    # pneumonia named is pneumonia
+    ("Right lower lobe pneumonia.", {"Pneumonia": 1}),
+])
+def test_infection_suggests_pneumonia(text, expected):
+    assert values_of(text, expected) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    # "thickening" set beside pleural fluid is pleural thickening
+    ("Stable blunting of right costophrenic angle with small pleural effusion versus thickening.",
+     {"Pleural Other": 1, "Pleural Effusion": 1}),
+    ("Peripheral opacity along the right mid lung reflects scar or loculated pleural fluid or thickening.",
+     {"Pleural Other": 1}),
+    ("Right pleural opacity compatible with thickening and/or some loculated effusion.", {"Pleural Other": 1}),
+    ("Peribronchial thickening.", {"Pleural Other": None}),
+    # pleuroparenchymal scarring is pleural, pleuroparenchymal "irregularities" are not named as such
+    ("Biapical pleuroparenchymal scarring.", {"Pleural Other": 1, "Lung Opacity": None}),
+    ("Biapical pleuroparenchymal irregularities.", {"Pleural Other": None}),
+])
+def test_pleural_thickening_phrasings(text, expected):
+    assert values_of(text, expected) == expected
