@@ -50,9 +50,6 @@ RULES: tuple[CodeRule, ...] = (
     CodeRule("Nodule", ("Lung Lesion",), excludes=NON_LUNG),
     CodeRule("Mass", ("Lung Lesion",), excludes=NON_LUNG),
     CodeRule("Lung Neoplasms", ("Lung Lesion",)),
-    # A round opacity or density is a nodule or mass by another name.
-    CodeRule("Opacity", ("Lung Lesion",), frozenset({"round"}), excludes=NON_LUNG),
-    CodeRule("Density", ("Lung Lesion",), frozenset({"round"}), excludes=NON_LUNG),
     CodeRule("Cavitation", ("Lung Lesion",)),
     CodeRule("Opacity", ("Lung Opacity",), excludes=NON_LUNG),
     CodeRule("Density", ("Lung Opacity",), excludes=NON_LUNG),
@@ -98,7 +95,12 @@ def code_observations(code: str) -> list[tuple[str, list[str]]]:
         if (rule.requires and not rule.requires & set(lowered)) or rule.excludes & set(lowered):
             continue
         loc = parse_location(" ".join(lowered))
-        for obs in rule.observations:
+        observations = rule.observations
+        # A round lung opacity, whatever its heading (opacity, density, infiltrate, markings...), is a
+        # nodule or mass by another name.
+        if "Lung Opacity" in observations and "round" in lowered:
+            observations = (*observations, "Lung Lesion")
+        for obs in observations:
             zones = resolve_zones([loc], default_levels(obs)) if loc.sides or loc.levels else []
             out.append((obs, zones))
     return out

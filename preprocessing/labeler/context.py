@@ -29,7 +29,10 @@ _SENTENCE_END = re.compile(r"(?<!\d)[.!?]+(?=\s|$|[A-Z])|[.!?]+(?=\s)|\n\s*\n")
 _NEW_FINDING = (r"(?:mild|mildly|moderate|moderately|severe|small|large|stable|persistent|new|minimal|trace|unchanged"
                 r"|increased|increasing|decreased|worsening|improved|improving)")
 _TERMINATOR = re.compile(
-    r";|\b(?:but|however|although|though|whereas|while|which|yet|aside from|apart from|except(?: for)?"
+    # "no definite pleural effusion seen, dense nodule in the left lung": the verb and comma close the
+    # negated phrase
+    r";|(?:(?<=seen)|(?<=identified)|(?<=noted)|(?<=demonstrated)|(?<=visualized)|(?<=evident)),"
+    r"|\b(?:but|however|although|though|whereas|while|which|yet|aside from|apart from|except(?: for)?"
     r"|with the exception of|other than|otherwise|now"
     r"|(?<!if\s)(?<!whether\s)there (?:is|are)|likely represents?"
     rf"|and (?=(?:the|there|a|an|{_NEW_FINDING})\b))\b",
@@ -46,7 +49,11 @@ _PSEUDO = re.compile(
     # A finding that has only partly gone is still there.
     r"|\b(?:partially|partly|incompletely|nearly|almost|not\s+(?:completely|entirely|fully))\s+(?:completely\s+)?"
     r"(?:resolved|resolving|cleared|clearing|removed)\b|\bpartial\s+(?:resolution|clearing|removal)"
-    r"|\bgram[\s-]negative\b|\bage[\s-]+indeterminate\b",
+    r"|\bgram[\s-]negative\b|\bage[\s-]+indeterminate\b"
+    # A hedge made strong says "most likely", which reads as positive ("opacities most suggestive of
+    # atelectasis"); an "indeterminate nodule" is a nodule whose nature is not known.
+    r"|\b(?:most|strongly|highly)\s+suggestive\s+of\b"
+    r"|\bindeterminate(?=\s+(?:[\w.-]+\s+){0,3}?(?:opacit|densit|nodul|mass|lesion|round))",
 )
 
 _PRE_NEG = re.compile(
@@ -56,9 +63,9 @@ _PRE_NEG = re.compile(
 _PRE_UNC = re.compile(
     r"\b(?:may|might|could|possibl[ey]|possibility|suggest\w*|suspect\w*"
     r"|suspicious|suspicion\s+(?:for|of)|favou?r(?:s|ed|ing)?|concern(?:ing)?\s+(?:for|of)|question(?:able)?|questioned|equivocal|indeterminate"
-    r"|differential|cannot\s+(?:be\s+)?(?:exclude|excluded|rule\s+out|ruled\s+out)"
-    r"|can\s*not\s+(?:exclude|rule\s+out)|can't\s+(?:exclude|rule\s+out)|not\s+(?:be\s+)?excluded|rule\s+out|r/o"
-    r"|presumed|presumably|worrisome|evaluat\w*\s+(?:of|for)|assess\w*\s+(?:of|for)|to\s+(?:(?:completely|entirely|totally|definitely|fully)\s+)?(?:exclude|rule\s+out)"
+    r"|differential|cannot\s+(?:be\s+)?(?:exclude|excluded|rule[\s-]+out|ruled\s+out)"
+    r"|can\s*not\s+(?:exclude|rule[\s-]+out)|can't\s+(?:exclude|rule[\s-]+out)|not\s+(?:be\s+)?excluded|rule[\s-]+out|r/o"
+    r"|presumed|presumably|worrisome|evaluat\w*\s+(?:of|for)|assess\w*\s+(?:of|for)|to\s+(?:(?:completely|entirely|totally|definitely|fully)\s+)?(?:exclude|rule[\s-]+out)"
     r"|correlat\w*\s+(?:clinically\s+)?for|clinical\s+correlation\s+for|(?:appropriate|right)\s+clinical\s+(?:setting|context)"
     r"|(?:determine|assess|evaluate|see)\s+(?:if|whether)|alternatively|unlikely|less\s+likely)\b",
 )

@@ -77,7 +77,7 @@ _GAP = r"(?:(?!\b(?:and\s+the|and\s+there|but|with|however)\b)[\w\s/-]){0,50}?\b
 # The gap of a normal statement holds no negation: "heart size is *not* within normal limits" is no
 # normal statement (it is an abnormal one, below).
 _AFFIRMED_GAP = r"(?:(?!\b(?:and\s+the|and\s+there|but|with|however|not|no)\b)[\w\s/-]){0,50}?\b"
-_LARGE = r"(?:enlarged|enlargement|enlarging|large|increased|prominent|prominence|widened|widening|wide)"
+_LARGE = r"(?:enlarged|enlargement|enlarging|large|increased|prominent|prominence|widened|widening|wide|fullness)"
 _NORMAL = (r"(?:normal|within\s+normal\s+limits|wnl|unremarkable|stable|unchanged|satisfactory|"
            r"not\s+(?:enlarged|widened)|(?:is|are)\s+clear|maintained|preserved)")
 # "Upper limits of normal" is still normal; "borderline" size reads as mild enlargement (CheXpert: positive).
@@ -103,10 +103,15 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("cardiomegaly", "mediastinum"), NORMAL, rf"normal\s+{_CM}|{_CM}{_AFFIRMED_GAP}{_NORMAL}"),
     (("mediastinum",), FINDING, rf"{_LARGE}\s+(?:of\s+the\s+)?(?:(?!and\b|normal\b|with\b|calcified\b)[\w/-]+[\s/]+){{0,3}}?mediastin\w*"
                                 rf"|{_MEDIASTINUM}{_GAP}{_LARGE}|(?<!calcified\s)(?<!calcified\sright\s)(?<!calcified\sleft\s)mediastinal\s+(?:lymph\s*)?adenopathy|mediastinal\s+mass"
-                                rf"|{_LARGE}\s+(?:right\s+|left\s+)?paratracheal|paratracheal\s+(?:\w+\s+){{0,2}}{_LARGE}"),
+                                rf"|{_LARGE}\s+(?:right\s+|left\s+)?paratracheal|paratracheal\s+(?:\w+\s+){{0,2}}{_LARGE}"
+                                # enlarged mediastinal nodes are mediastinal adenopathy ("lymph XXXX": IU redaction)
+                                rf"|(?<!calcified\s)mediastinal\s+(?:and\s+\w+\s+)?lymph\s*(?:nodes?|xxxx)?\s+"
+                                rf"(?:(?:are|is|appear|appears|remain|remains)\s+)?(?:\w+\s+)?{_LARGE}|mediastinal\s+fullness"),
     (("mediastinum",), NORMAL, rf"normal\s+mediastin\w*|{_MEDIASTINUM}{_AFFIRMED_GAP}{_NORMAL}"),
     # --- lung parenchyma
-    (("nodule",), FINDING, r"(?:fibro|reticulo)?nodul(?:e|es|ar)|nodlues?|noduels?|micronodul\w*"
+    # "nodular" that shapes an outline ("a nodular soft tissue contour" of the diaphragm) names no nodule
+    (("nodule",), FINDING, r"(?:fibro|reticulo)?nodul(?:e|es|ar(?!\s+(?:soft\s+tissue\s+)?(?:contours?|margins?|borders?|outlines?)))"
+                           r"|nodlues?|noduels?|micronodul\w*"
                            r"|(?:round|rounded|ovoid|oval|spherical)\s+(?:\w+\s+)?(?:opacit\w+|densit\w+|lesions?)"),
     (("mass",), FINDING, r"mass(?:es)?(?!\s+effect)|mass[\s-]?like|cavit(?:y|ies)|(?:cavitary|cavitating|pulmonary|lung|parenchymal)\s+lesions?"
                          r"|cavitation|tumou?rs?|neoplasms?|carcinoma|malignan\w*|metastas[ie]s|metastatic"),
@@ -120,9 +125,14 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("fibrosis",), FINDING, r"(?<!cystic\s)fibros[ie]s|fibrotic|honeycomb\w*"),
     (("edema",), FINDING, r"(?<!soft\stissue\s)(?<!subcutaneous\s)o?edema(?:tous)?|(?:heart|cardiac)\s+failure|chf|(?:pulmonary\s+)?(?:vascular|venous)\s+congestion"
                           r"|pulmonary\s+congestion|congestive|(?:pulmonary\s+)?venous\s+hypertension|cephalization"
-                          r"|kerley|vascular\s+(?:prominence|engorgement|indistinctness)"
-                          r"|(?:prominen\w+|engorged|indistinct|increased)\s+(?:of\s+)?(?:the\s+)?(?:central\s+)?(?:pulmonary\s+|lung\s+)?vascula\w*"
-                          r"|(?:pulmonary\s+|lung\s+)?vascula\w*\s+(?:is\s+|are\s+)?(?:prominen\w+|engorged|indistinct|congested|increased)"),
+                          r"|cephaliz\w*|kerley|(?:interlobular\s+)?septal\s+lines|(?:fluid|volume)\s+overload"
+                          r"|vascular\s+(?:prominence|engorgement|indistinctness|redistribution)"
+                          r"|redistribution\s+of\s+(?:the\s+)?(?:pulmonary\s+)?(?:vascula\w*|blood\s+flow)"
+                          # the vessels' size or outline, in either order, with a degree word between
+                          r"|(?:prominen\w+|engorge\w*|indistinct\w*|increased|congested)\s+(?:of\s+)?(?:the\s+)?(?:central\s+)?"
+                          r"(?:pulmonary\s+|lung\s+)?(?:vascula\w*|vessels)"
+                          r"|(?:pulmonary\s+|lung\s+)?(?:vascula\w*|vessels)\s+(?:markings\s+)?(?:is\s+|are\s+|appears?\s+|remains?\s+)?"
+                          r"(?:(?:somewhat|slightly|mildly|moderately|minimally|again)\s+)?(?:prominen\w+|engorged|indistinct|congested|increased)"),
     (("edema",), NORMAL, r"(?:pulmonary\s+)?vascula(?:ture|rity)\s+(?:is\s+|are\s+|appears\s+)?(?:normal|within\s+normal\s+limits)"
                          r"|normal\s+(?:pulmonary\s+)?vascula\w*"),
     (("consolidation",), FINDING, r"consol[io]?dat\w*|consoildat\w*"),
@@ -198,13 +208,13 @@ PATTERNS: tuple[Pattern, ...] = tuple(
 # extrapulmonary shadow ("nodular densities ... consistent with nipple shadows").
 _OUTSIDE = (r"(?:ribs?|clavicles?|(?:thoracic\s+)?spine|vertebra\w*|sternum|breasts?|nipples?|glenoid|humer\w*|scapula\w*"
             r"|shoulders?|soft\s+tissues?|(?:anterior\s+|posterior\s+|superior\s+|lower\s+)?mediastinum|hiatal\s+hernia"
-            r"|nipple\s+shadows?|bone\s+islands?|piercings?|(?:upper\s+)?abdomen|upper\s+quadrant)\b")
+            r"|nipple\s+shadows?|bone\s+islands?|piercings?|(?:upper\s+)?abdomen|upper\s+quadrant|artifacts?)\b")
 _OUTSIDE_AFTER = re.compile(
     # an adjective mention ("nodular") is placed by its noun's phrase ("nodular densities projecting over")
     r"\W*(?:(?:densit\w+|opacit\w+|lesions?|foci|focus)\s+)?(?:(?:measuring|seen|noted|is|are|on\s+the\s+\w+\s+view)\s+(?:[\w.]+\s+){0,3}?)?"
     r"(?:(?:projecting|projected|overlying|overlies|overlie|over|in|within|along|of|at|involving|superimposed)\s+"
-    r"(?:(?:on|over|upon|through|to)\s+)?(?:the\s+)?(?:(?!lungs?\b)[\w-]+\s+){0,4}?"
-    r"|(?:[\w-]+\s+){0,8}?(?:consistent\s+with|compatible\s+with|representing|due\s+to|reflects?|from)\s+(?:an?\s+|the\s+)?"
+    r"(?:(?:on|over|upon|through|to)\s+)?(?:the\s+)?(?:(?!lungs?\b)[\w-]+\s+){0,5}?"
+    r"|(?:[\w-]+\s+){0,8}?(?:consistent\s+with|compatible\s+with|represent(?:s|ing)|due\s+to|reflects?|from)\s+(?:an?\s+|the\s+)?"
     r"(?:[\w-]+\s+){0,2}?)" + _OUTSIDE)
 _OUTSIDE_BEFORE = re.compile(r"\b(?:bony|osseous|sclerotic|mediastinal|paratracheal|substernal|retrosternal|breast|nipple)"
                              r"\s+(?:[\w-]+\s+)?$")

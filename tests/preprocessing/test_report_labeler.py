@@ -253,6 +253,10 @@ def test_iu_code_mapping():
     assert code_observations("Cicatrix/pleura/apex/left") == [("Pleural Other", ["left_upper"])]
     assert code_observations("Lung/interstitial/prominent/mild") == [("Lung Opacity", [])]
     assert code_observations("Lung/hypoinflation") == []
+    # a round lung opacity is a lesion, whatever heading the coder picked; a round density on a rib is not
+    for code in ("Opacity/lung/upper lobe/right/round", "Infiltrate/lung/lingula/round", "Markings/lung/reticular/round"):
+        assert {obs for obs, _ in code_observations(code)} == {"Lung Opacity", "Lung Lesion"}
+    assert code_observations("Density/ribs/right/round") == []
     assert study_truth(["Aorta/tortuous"]).positives == {"No Finding"}
     assert study_truth(["Catheters, Indwelling/right"]).positives == {"Support Devices", "No Finding"}
     assert study_truth(["No Indexing"]) is None

@@ -207,3 +207,52 @@ def test_infection_suggests_pneumonia(text, expected):
 ])
 def test_pleural_thickening_phrasings(text, expected):
     assert values_of(text, expected) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a hedge made strong reads as "most likely" (positive); a plain one stays uncertain
+    ("Abnormal pulmonary opacities most suggestive of pulmonary edema.", {"Edema": 1}),
+    ("Findings are strongly suggestive of acute pneumonia.", {"Pneumonia": 1}),
+    ("Findings are suggestive of mild pulmonary edema.", {"Edema": -1}),
+    # an indeterminate nodule is a nodule of unknown nature
+    ("Indeterminate 1.4 cm opacity seen only on the lateral view.", {"Lung Opacity": 1}),
+    ("Indeterminate pulmonary nodule in the right upper lobe.", {"Lung Lesion": 1}),
+    ("Findings are indeterminate for pneumonia.", {"Pneumonia": -1}),
+    # "no X seen," closes the negated phrase
+    ("No definite pleural effusion seen, dense nodule in the left lung suggests prior granulomatous disease.",
+     {"Pleural Effusion": 0, "Lung Lesion": 1}),
+    ("No pleural effusion, pneumothorax, or consolidation is seen.",
+     {"Pleural Effusion": 0, "Pneumothorax": 0, "Consolidation": 0}),
+    # "rule-out" with a hyphen hedges as "rule out" does
+    ("Follow-up CT recommended to rule-out underlying pulmonary nodule.", {"Lung Lesion": -1}),
+])
+def test_strong_hedges_indeterminate_and_closed_negations(text, expected):
+    assert values_of(text, expected) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "Cephalization of the pulmonary vasculature.",
+    "Mild vascular redistribution to the upper lobes.",
+    "Interlobular septal lines at the bases, consistent with interstitial edema.",
+    "Findings compatible with fluid overload.",
+    "The pulmonary vessels are engorged.",
+    "The pulmonary vasculature is somewhat indistinct.",
+    "Pulmonary vascular markings are mildly increased.",
+])
+def test_edema_phrasings(text):
+    assert values(text)["Edema"] == 1
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The mediastinal and hilar lymph XXXX are less prominent than previously.", {"Enlarged Cardiomediastinum": 1}),
+    ("Mediastinal lymph nodes are enlarged.", {"Enlarged Cardiomediastinum": 1}),
+    ("Mediastinal fullness, possibly vascular.", {"Enlarged Cardiomediastinum": 1}),
+    ("Calcified mediastinal lymph nodes are again noted.", {"Enlarged Cardiomediastinum": None}),
+    # a nodular outline is a shape, not a nodule; a density that is an artifact is no lung finding
+    ("Elevated right hemidiaphragm, with a nodular soft tissue contour, containing liver.", {"Lung Lesion": None}),
+    ("Nodular density noted on the prior radiograph represents an artifact.", {"Lung Lesion": None}),
+    ("Nodular densities projecting over right anterior fifth and sixth ribs.", {"Lung Lesion": None}),
+    ("Small nodular opacity in the left lower lobe.", {"Lung Lesion": 1}),
+])
+def test_mediastinal_nodes_and_lesion_lookalikes(text, expected):
+    assert values_of(text, expected) == expected
