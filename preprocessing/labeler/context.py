@@ -61,7 +61,7 @@ _PRE_NEG = re.compile(
     r"|removed|removal\s+of|clearing\s+of|no\s+longer|none|neither|nor|rather\s+than|instead\s+of)\b",
 )
 _PRE_UNC = re.compile(
-    r"\b(?:may|might|could|possibl[ey]|possibility|suggest\w*|suspect\w*"
+    r"\b(?:may|maybe|perhaps|might|could|possibl[ey]|possibility|suggest\w*|suspect\w*"
     r"|suspicious|suspicion\s+(?:for|of)|favou?r(?:s|ed|ing)?|concern(?:ing)?\s+(?:for|of)|question(?:able)?|questioned|equivocal|indeterminate"
     r"|differential|cannot\s+(?:be\s+)?(?:exclude|excluded|rule[\s-]+out|ruled\s+out)"
     r"|can\s*not\s+(?:exclude|rule[\s-]+out)|can't\s+(?:exclude|rule[\s-]+out)|not\s+(?:be\s+)?excluded|rule[\s-]+out|r/o"

@@ -106,7 +106,8 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                                 rf"|{_LARGE}\s+(?:right\s+|left\s+)?paratracheal|paratracheal\s+(?:\w+\s+){{0,2}}{_LARGE}"
                                 # enlarged mediastinal nodes are mediastinal adenopathy ("lymph XXXX": IU redaction)
                                 rf"|(?<!calcified\s)mediastinal\s+(?:and\s+\w+\s+)?lymph\s*(?:nodes?|xxxx)?\s+"
-                                rf"(?:(?:are|is|appear|appears|remain|remains)\s+)?(?:\w+\s+)?{_LARGE}|mediastinal\s+fullness"),
+                                rf"(?:(?:are|is|appear|appears|remain|remains)\s+)?(?:\w+\s+)?{_LARGE}"
+                                r"|mediastinal\s+(?:widening|enlargement|prominence|fullness)"),
     (("mediastinum",), NORMAL, rf"normal\s+mediastin\w*|{_MEDIASTINUM}{_AFFIRMED_GAP}{_NORMAL}"),
     # --- lung parenchyma
     # "nodular" that shapes an outline ("a nodular soft tissue contour" of the diaphragm) names no nodule
@@ -143,7 +144,7 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("infection",), FINDING, r"(?<!granulomatous\s)(?<!prior\s)(?<!old\s)(?<!previous\s)(?<!remote\s)(?<!healed\s)"
                                r"(?<!of\s)(?<!for\s)infect(?:ion|ious|ive)"),
     (("atelectasis",), FINDING, r"at[ea]l[ea]?cta\w*|atelctasis|(?:lob\w*|lung|segmental|subsegmental)\s+collapse"
-                                r"|collapsed?\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+){0,6}?(?:lobe|lung)"),
+                                r"|collapsed?\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+){0,6}?(?:lobes?|lungs?)"),
     (("emphysema",), FINDING, r"(?<!subcutaneous\s)emphysem\w*"),
     (_PARENCHYMA, NORMAL, r"(?:lungs?|lung\s+fields|lung\s+parenchyma)\s+(?:(?:are|is|appear|appears|remain|remains)\s+)?"
                           r"(?:(?:otherwise|now|grossly|well[\s-]expanded\s+and|hyper(?:expanded|inflated|aerated)\s+but|essentially)\s+)*clear"
@@ -159,7 +160,7 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("pleural_other",), FINDING, r"pleural\s+(?:thickening|plaques?|scar\w*|calcifications?|based\s+(?:opacit\w+|densit\w+))"
                                   r"|(?:pleural[\s-]+|pleuro)(?:parenchymal|peripheral)\s+(?:scar\w*|thickening|changes?)|fibrothorax"
                                   r"|thickened\s+pleura|(?:apical\s+)?pleural\s+cap\w*|thickening\s+of\s+the\s+pleura"
-                                  r"|(?:fissural|fissure)\s+thickening|thickened\s+(?:\w+\s+)?fissures?"
+                                  r"|(?:fissural|fissure)\s+thickening|thickened\s+(?:\w+\s+)?fissures?|thickening\s+of\s+the\s+(?:\w+\s+)?fissures?"
                                   r"|(?:scarring|thickening)\s+(?:(?:at|of|in)\s+)?(?:the\s+)?(?:\w+\s+)?costophrenic"
                                   # "thickening" set beside pleural fluid is pleural: "small effusion versus
                                   # thickening", "loculated pleural fluid or thickening", "thickening and/or effusion"

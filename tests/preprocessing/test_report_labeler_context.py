@@ -223,8 +223,10 @@ def test_pleural_thickening_phrasings(text, expected):
      {"Pleural Effusion": 0, "Lung Lesion": 1}),
     ("No pleural effusion, pneumothorax, or consolidation is seen.",
      {"Pleural Effusion": 0, "Pneumothorax": 0, "Consolidation": 0}),
-    # "rule-out" with a hyphen hedges as "rule out" does
+    # "rule-out" with a hyphen hedges as "rule out" does; so do "maybe" and "perhaps"
     ("Follow-up CT recommended to rule-out underlying pulmonary nodule.", {"Lung Lesion": -1}),
+    ("Basilar opacity. Maybe due to pulmonary fibrosis, scarring and/or atelectasis.", {"Atelectasis": -1}),
+    ("Perhaps there is some chronic indolent infection here.", {"Pneumonia": -1}),
 ])
 def test_strong_hedges_indeterminate_and_closed_negations(text, expected):
     assert values_of(text, expected) == expected
@@ -248,11 +250,16 @@ def test_edema_phrasings(text):
     ("Mediastinal lymph nodes are enlarged.", {"Enlarged Cardiomediastinum": 1}),
     ("Mediastinal fullness, possibly vascular.", {"Enlarged Cardiomediastinum": 1}),
     ("Calcified mediastinal lymph nodes are again noted.", {"Enlarged Cardiomediastinum": None}),
+    ("Superior mediastinal widening is unchanged.", {"Enlarged Cardiomediastinum": 1}),
+    ("No mediastinal widening.", {"Enlarged Cardiomediastinum": 0}),
+    # a thickened fissure is pleural; collapse of several lobes is atelectasis
+    ("Thickening of the minor fissure.", {"Pleural Other": 1}),
+    ("Partial collapse of the left upper and lower lobes.", {"Atelectasis": 1}),
     # a nodular outline is a shape, not a nodule; a density that is an artifact is no lung finding
     ("Elevated right hemidiaphragm, with a nodular soft tissue contour, containing liver.", {"Lung Lesion": None}),
     ("Nodular density noted on the prior radiograph represents an artifact.", {"Lung Lesion": None}),
     ("Nodular densities projecting over right anterior fifth and sixth ribs.", {"Lung Lesion": None}),
     ("Small nodular opacity in the left lower lobe.", {"Lung Lesion": 1}),
 ])
-def test_mediastinal_nodes_and_lesion_lookalikes(text, expected):
+def test_mediastinum_fissures_collapse_and_lesion_lookalikes(text, expected):
     assert values_of(text, expected) == expected
