@@ -58,7 +58,9 @@ _PSEUDO = re.compile(
 
 _PRE_NEG = re.compile(
     r"\b(?:no|not|without|negative\s+for|free\s+of|clear\s+of|absence\s+of|absent|resolved|resolution\s+of"
-    r"|removed|removal\s+of|clearing\s+of|no\s+longer|none|neither|nor|rather\s+than|instead\s+of)\b",
+    r"|removed|removal\s+of|clearing\s+of|no\s+longer|none|neither|nor|rather\s+than|instead\s+of"
+    # "lungs are clear airspace disease": "clear of" with the "of" dropped
+    r"|clear(?=\s+(?:focal\s+)?(?:air[\s-]?space|consolidation|infiltrat|opacit|effusion|pneumothorax)))\b",
 )
 _PRE_UNC = re.compile(
     r"\b(?:may|maybe|perhaps|might|could|possibl[ey]|possibility|suggest\w*|suspect\w*"

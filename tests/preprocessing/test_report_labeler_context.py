@@ -227,6 +227,9 @@ def test_pleural_thickening_phrasings(text, expected):
     ("Follow-up CT recommended to rule-out underlying pulmonary nodule.", {"Lung Lesion": -1}),
     ("Basilar opacity. Maybe due to pulmonary fibrosis, scarring and/or atelectasis.", {"Atelectasis": -1}),
     ("Perhaps there is some chronic indolent infection here.", {"Pneumonia": -1}),
+    # "clear" with its "of" dropped still negates; clear lungs beside a finding do not
+    ("Lungs are expanded and clear airspace disease.", {"Lung Opacity": 0}),
+    ("The lungs are clear. Small left pleural effusion.", {"Lung Opacity": 0, "Pleural Effusion": 1}),
 ])
 def test_strong_hedges_indeterminate_and_closed_negations(text, expected):
     assert values_of(text, expected) == expected
