@@ -108,13 +108,16 @@ _POST_UNC = re.compile(
 # Both matched at sentence starts. A sentence that opens with "if" states no finding ("If there is
 # concern for fracture, consider rib views").
 _HYPOTHETICAL = re.compile(r"\s*(?:\d+\.\s*)?if\b")
-# A section header of another body part ("Left knee:", "2. Pelvis.") starts text about that part, up to
-# the next "Chest." header; the thoracic spine, ribs and clavicles are seen on the chest radiograph.
+# A section header of another body part ("Left knee:", "2. Pelvis.", or "Pelvis and left hip There is"
+# without punctuation but followed by a capital) starts text about that part, up to the next "Chest."
+# header; the thoracic spine, ribs and clavicles are seen on the chest radiograph. Matched on the
+# original text (the capital matters), ignoring case elsewhere.
 _SECTION = re.compile(
     r"\s*(?:\d+\.\s*)?(?:the\s+)?(?:(?:right|left|bilateral)\s+)?"
     r"(chest|pelvis|hips?|knees?|ankles?|shoulders?|elbows?|wrists?|hands?|feet|foot|femurs?|tibias?|humerus|skull|sacrum"
     r"|(?:lumbar|lumbosacral|cervical)\s+spine|abdomen)"
-    r"(?:\s+and\s+(?:(?:right|left)\s+)?\w+)?\s*[.:]"
+    r"(?:\s+and\s+(?:(?:right|left)\s+)?\w+)?(?:\s*[.:]|\s+(?-i:[A-Z]))",
+    re.IGNORECASE,
 )
 # "history of" followed by the mention within a few words and no punctuation. "Status post" is not
 # here: it names procedures, and what they leave (devices, healed fractures) is still seen.
@@ -134,9 +137,9 @@ class Sentences:
         self.hedge_cuts = sorted(set(hard + [s for s, graded in withs if graded]))
         self._pseudo = [m.span() for m in _PSEUDO.finditer(self.low)]
         self._hypothetical = {i for i, pos in enumerate(self.starts) if _HYPOTHETICAL.match(self.low, pos)}
-        sections = [m for m in (_SECTION.match(self.low, pos) for pos in self.starts) if m]
+        sections = [m for m in (_SECTION.match(text, pos) for pos in self.starts) if m]
         self._section_starts = [m.start(1) for m in sections]
-        self._section_is_chest = [m.group(1) == "chest" for m in sections]
+        self._section_is_chest = [m.group(1).lower() == "chest" for m in sections]
 
     def index(self, pos: int) -> int:
         """Index of the sentence holding character ``pos``."""

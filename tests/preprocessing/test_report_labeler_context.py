@@ -266,3 +266,12 @@ def test_edema_phrasings(text):
 ])
 def test_mediastinum_fissures_collapse_and_lesion_lookalikes(text, expected):
     assert values_of(text, expected) == expected
+
+
+def test_section_header_without_punctuation():
+    text = ("Chest: The heart is borderline enlarged. No pleural effusion.  Pelvis and left hip There is an impacted "
+            "fracture through the neck of the left femur.")
+    got = values(text)
+    assert got.get("Fracture") is None and got["Cardiomegaly"] == 1 and got["Pleural Effusion"] == 0
+    # a capital after a chest word that is no header changes nothing
+    assert values("Chest tube in place. Old right rib Fractures.")["Fracture"] == 1
