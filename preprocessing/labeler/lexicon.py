@@ -77,7 +77,7 @@ _GAP = r"(?:(?!\b(?:and\s+the|and\s+there|but|with|however)\b)[\w\s/-]){0,50}?\b
 # The gap of a normal statement holds no negation: "heart size is *not* within normal limits" is no
 # normal statement (it is an abnormal one, below).
 _AFFIRMED_GAP = r"(?:(?!\b(?:and\s+the|and\s+there|but|with|however|not|no)\b)[\w\s/-]){0,50}?\b"
-_LARGE = r"(?:enlarged|enlargement|enlarging|large|increased|prominent|prominence|widened|widening|wide|fullness)"
+_LARGE = r"(?:enlarged|enlargement|enlarging|large|bulky|increased|prominent|prominence|widened|widening|wide|fullness)"
 _NORMAL = (r"(?:normal|within\s+normal\s+limits|wnl|unremarkable|stable|unchanged|satisfactory|"
            r"not\s+(?:enlarged|widened)|(?:is|are)\s+clear|maintained|preserved)")
 # "Upper limits of normal" is still normal; "borderline" size reads as mild enlargement (CheXpert: positive).

@@ -251,6 +251,7 @@ def test_edema_phrasings(text):
 @pytest.mark.parametrize("text, expected", [
     ("The mediastinal and hilar lymph XXXX are less prominent than previously.", {"Enlarged Cardiomediastinum": 1}),
     ("Mediastinal lymph nodes are enlarged.", {"Enlarged Cardiomediastinum": 1}),
+    ("Bulky mediastinal lymph nodes.", {"Enlarged Cardiomediastinum": 1}),
     ("Mediastinal fullness, possibly vascular.", {"Enlarged Cardiomediastinum": 1}),
     ("Calcified mediastinal lymph nodes are again noted.", {"Enlarged Cardiomediastinum": None}),
     ("Superior mediastinal widening is unchanged.", {"Enlarged Cardiomediastinum": 1}),
