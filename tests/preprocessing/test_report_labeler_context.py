@@ -1,6 +1,7 @@
-"""Report labeler, third round: the radiology-language rules a new report relies on (abnormal heart size,
-double negation, change words, history, hypotheticals, lists after a negation, scope across "with",
-"but" and "although"), each with real-style sentences."""
+"""Report labeler, third and fourth rounds: the radiology-language rules a new report relies on (abnormal
+heart size, double negation, change words, history, hypotheticals, lists after a negation, scope across
+"with", "but" and "although"; "X versus Y", infection words, pleural thickening phrasings, strong hedges,
+edema and mediastinal phrasings), each with real-style sentences."""
 
 from __future__ import annotations
 
