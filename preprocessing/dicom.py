@@ -240,10 +240,8 @@ def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
 
 def _header_only(ds: Dataset) -> Dataset:
     """A new Dataset with every element but the pixel data (for SR writers: patient/study context)."""
-    header = Dataset()
-    for elem in ds:
-        if elem.tag not in _PIXEL_DATA_TAGS:
-            header.add(elem)
+    # items() yields the still-raw elements: iterating the Dataset would convert every value (~5 ms)
+    header = Dataset({tag: elem for tag, elem in ds.items() if tag not in _PIXEL_DATA_TAGS})
     if hasattr(ds, "file_meta"):
         header.file_meta = FileMetaDataset(ds.file_meta)
     return header

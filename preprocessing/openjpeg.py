@@ -113,7 +113,8 @@ class _MemoryStream:
     """OpenJPEG stream callbacks over an in-memory codestream (kept alive while decoding)."""
 
     def __init__(self, data: bytes) -> None:
-        self.buffer = ctypes.create_string_buffer(data, len(data))
+        self.data = bytes(data)  # immutable: its buffer can be read in place, without a copy
+        self.address = ctypes.cast(ctypes.c_char_p(self.data), ctypes.c_void_p).value
         self.size, self.pos = len(data), 0
         self.read = _READ_FN(self._read)
         self.skip = _SKIP_FN(self._skip)
@@ -123,7 +124,7 @@ class _MemoryStream:
         n = min(nbytes, self.size - self.pos)
         if n <= 0:
             return ctypes.c_size_t(-1).value  # OpenJPEG's end-of-stream
-        ctypes.memmove(out, ctypes.addressof(self.buffer) + self.pos, n)
+        ctypes.memmove(out, self.address + self.pos, n)
         self.pos += n
         return n
 
