@@ -141,9 +141,15 @@ class Predictor:
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
     @torch.inference_mode()
-    def run_batch(self, prepared: Sequence[PreparedStudy], generate: bool = True) -> list[StudyResult]:
-        """One forward pass (and findings generation) over prepared studies → results in order."""
-        batch = self.batch_inputs(prepared)
+    def run_batch(self, prepared: Sequence[PreparedStudy], generate: bool = True,
+                  inputs: dict[str, torch.Tensor] | None = None) -> list[StudyResult]:
+        """One forward pass (and findings generation) over prepared studies → results in order.
+
+        ``inputs``: :meth:`batch_inputs` of ``prepared`` when the caller built them already (batch
+        scoring tokenises on its main thread and runs batches on others: the fast tokenizer is not
+        thread-safe).
+        """
+        batch = inputs if inputs is not None else self.batch_inputs(prepared)
         t0 = time.perf_counter()
         with self._autocast():
             output = self.model(**batch)

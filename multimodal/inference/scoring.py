@@ -67,13 +67,14 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
 
     ``out``: results file (``.jsonl``, ``.csv`` or ``.parquet`` per ``output_format``);
     errors go to ``<out>.errors.jsonl``. ``workers``: decode processes (None: see
-    :func:`default_workers`; 0 decodes in this process, without crash isolation). ``threads``: torch
-    threads of a CPU model while scoring (None: the cores the workers leave, at least 1; restored
-    afterwards). ``sr_dir``: one DICOM SR per DICOM study; ``heatmap_dir``: ``.npz`` heat maps +
+    :func:`default_workers`; 0 decodes in this process, without crash isolation). ``threads``: a
+    CPU model's batches in flight at once, one torch thread each (None: one per core; see
+    :func:`model_lanes`). ``sr_dir``: one DICOM SR per DICOM study; ``heatmap_dir``: ``.npz`` heat maps +
     PNG overlays of positives.
     Summary keys: ``found``, ``scored``, ``failed``, ``skipped`` (done by an earlier run),
-    ``seconds``, ``studies_per_s`` (over the whole call), ``steady_studies_per_s`` (after the first
-    batch, i.e. without start-up: model load, first decodes), ``out``, ``errors``.
+    ``seconds``, ``studies_per_s`` (over the whole call), ``steady_studies_per_s`` (from the first
+    batch on, i.e. without start-up: discovery, model load, the first batch's decoding), ``out``,
+    ``errors``.
     """
     from multimodal.inference.predictor import Predictor, resolve_device
     from multimodal.inference.prepare import make_preparer
@@ -101,25 +102,37 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
         todo = [s for s in studies if s.study_id not in results.done and s.study_id not in errors.done]
         prepare = make_preparer(MultimodalConfig.load(model_dir), keep_headers=sr_dir is not None,
                                 fault_inject=os.environ.get(FAULT_INJECT_ENV))
-        scored = first_scored = 0
-        t_first = None
-        # The decoder starts decoding on construction: the model loads meanwhile.
-        with StudyDecoder(todo, prepare, workers, prefetch=2 * batch_size) as decoder, \
-                _progress(len(todo), progress and rank == 0) as bar:
+        dev_lanes = model_lanes(dev, threads)
+        scored, t_first = 0, None
+
+        def write(batch: list[_Outcome], good: list, future: cf.Future | None) -> None:
+            """Wait for a batch's results; append them and its errors to the logs."""
+            nonlocal scored, failed
+            bad = [o.error for o in batch if o.error is not None]
+            batch_results = future.result() if future is not None else []
+            for prepared, result in zip(good, batch_results):
+                bad.extend(_write_extras(prepared, result, sr_dir, heatmap_dir))
+            scored += results.append(r.to_dict() for r in batch_results)
+            failed += errors.append(e.to_dict() for e in bad if e.stage != "sr")
+            errors.append(e.to_dict() for e in bad if e.stage == "sr")
+            bar.update(len(batch))
+
+        # The decoder starts decoding on construction: the model loads meanwhile. Batches are
+        # tokenised here (the fast tokenizer is not thread-safe), run in the lanes, and written in
+        # order; one more batch than lanes is in flight, so a lane never waits for this thread.
+        with StudyDecoder(todo, prepare, workers, prefetch=(dev_lanes + 2) * batch_size) as decoder, \
+                _progress(len(todo), progress and rank == 0) as bar, _lanes(dev, dev_lanes) as lanes:
             predictor = Predictor.from_pretrained(model_dir, device=dev, precision=precision)
-            with _model_threads(dev, threads or max(1, _cores() - workers)):
-                for batch in _batches(decoder, batch_size):
-                    bad = [o.error for o in batch if o.error is not None]
-                    good = [o.prepared for o in batch if o.error is None]
-                    batch_results = predictor.run_batch(good, generate=generate) if good else []
-                    for prepared, result in zip(good, batch_results):
-                        bad.extend(_write_extras(prepared, result, sr_dir, heatmap_dir))
-                    scored += results.append(r.to_dict() for r in batch_results)
-                    failed += errors.append(e.to_dict() for e in bad if e.stage != "sr")
-                    errors.append(e.to_dict() for e in bad if e.stage == "sr")
-                    bar.update(len(batch))
-                    if t_first is None:
-                        t_first, first_scored = time.perf_counter(), scored
+            in_flight: deque[tuple[list[_Outcome], list, cf.Future | None]] = deque()
+            for batch in _batches(decoder, batch_size):
+                t_first = t_first or time.perf_counter()  # model loaded, first batch decoded
+                good = [o.prepared for o in batch if o.error is None]
+                future = lanes.submit(predictor.run_batch, good, generate, predictor.batch_inputs(good)) if good else None
+                in_flight.append((batch, good, future))
+                if len(in_flight) > dev_lanes:
+                    write(*in_flight.popleft())
+            while in_flight:
+                write(*in_flight.popleft())
     finally:
         results.close()
         errors.close()
@@ -129,7 +142,7 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
         convert_log(log_path, out, output_format)
     t_end = time.perf_counter()
     seconds = t_end - t0
-    steady = (scored - first_scored) / (t_end - t_first) if t_first is not None and scored > first_scored else None
+    steady = scored / (t_end - t_first) if t_first is not None and scored else None
     summary = {"found": len(studies), "scored": scored, "failed": failed, "skipped": len(studies) - len(todo),
                "seconds": round(seconds, 2), "studies_per_s": round(scored / seconds, 3) if seconds else 0.0,
                "steady_studies_per_s": round(steady, 3) if steady else None,
@@ -168,25 +181,38 @@ def default_workers(device) -> int:
     return max(1, cores - 1) if device.type != "cpu" else max(1, round(cores / 3))
 
 
-@contextmanager
-def _model_threads(device, threads: int) -> Iterator[None]:
-    """Torch intra-op threads of a CPU model for the duration (the caller's count is restored).
+def model_lanes(device, threads: int | None = None) -> int:
+    """Batches a model runs at once while scoring: on a CPU ``threads`` (default: every core), each
+    single-threaded; on a GPU one."""
+    return 1 if device.type != "cpu" else max(1, threads or _cores())
 
-    A decode worker busy on a core that one of the model's OpenMP threads also needs stalls every
-    parallel region at its barrier; on 2 cores, 1 model thread + 1 worker scored 2-3x faster than
-    2 + 1 under load (docs/benchmarks.md, "Inference").
+
+@contextmanager
+def _lanes(device, lanes: int) -> Iterator[cf.ThreadPoolExecutor]:
+    """Threads that run the model's batches, ``lanes`` at once (see :func:`model_lanes`).
+
+    On a CPU each lane runs one torch thread and the OS shares the cores between the lanes and the
+    decode workers. One model with several OpenMP threads instead stalls at every barrier while a
+    worker holds one of its cores (2-3x slower on 2 cores under load), and single-threaded lanes
+    also waste no time in barriers when nothing else runs (docs/benchmarks.md, "Inference").
+    ``torch.set_num_threads`` also sets the process-wide default, so the caller's count is restored.
     """
     import torch
 
-    if device.type != "cpu":
-        yield
-        return
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    if device.type == "cpu":
+        init, args = torch.set_num_threads, (1,)
+    elif device.type == "cuda" and device.index is not None:
+        init, args = torch.cuda.set_device, (device,)  # the current device is per thread
+    else:
+        init, args = None, ()
+    pool = cf.ThreadPoolExecutor(lanes, thread_name_prefix="mmdx-model", initializer=init, initargs=args)
     try:
-        yield
+        yield pool
     finally:
-        torch.set_num_threads(before)
+        pool.shutdown(wait=True, cancel_futures=True)
+        if device.type == "cpu":
+            torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -146,6 +146,23 @@ def test_python_api_gives_the_numbers_of_the_cli(tiny_model_dir, phantom_dir, tm
             assert obs.peak.x == pytest.approx(cli["observations"][name]["peak"]["x"])
 
 
+def test_parallel_model_lanes_write_the_same_results_in_input_order(tiny_model_dir, phantom_dir, tmp_path):
+    before = torch.get_num_threads()
+    runs = {}
+    for lanes in (1, 3):
+        out = tmp_path / f"lanes-{lanes}.jsonl"
+        summary = score(tiny_model_dir, [phantom_dir / "dicom"], out, batch_size=2, workers=0, threads=lanes,
+                        device="cpu", progress=False)
+        assert summary["scored"] == 8 and summary["failed"] == 0
+        runs[lanes] = list(read_jsonl(out))
+    assert torch.get_num_threads() == before  # the lanes' single-thread setting does not leak
+    assert [r["study_id"] for r in runs[3]] == [r["study_id"] for r in runs[1]]
+    for one, three in zip(runs[1], runs[3]):
+        assert one["findings"] == three["findings"]
+        for name, obs in one["observations"].items():
+            assert three["observations"][name]["probability"] == pytest.approx(obs["probability"], abs=1e-5)
+
+
 def test_sharded_ranks_together_score_every_study_once(tiny_model_dir, phantom_dir, tmp_path, monkeypatch):
     out = tmp_path / "scores.csv"
     monkeypatch.delenv("MASTER_ADDR", raising=False)  # no process group: each rank writes its part
