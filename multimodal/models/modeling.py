@@ -114,15 +114,21 @@ class MultimodalModel(nn.Module):
     def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None) -> MultimodalModel:
         """Rebuild a saved model (config.json + model.safetensors + tokenizer) in eval mode."""
         from safetensors.torch import load_model
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer, PreTrainedModel
 
         directory = Path(directory)
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise ConfigError(WEIGHTS_NAME, f"{weights} does not exist")
-        model = cls(MultimodalConfig.load(directory), load_pretrained=False,
-                    tokenizer=AutoTokenizer.from_pretrained(str(directory)))
-        load_model(model, str(weights))
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        # The strict load below overwrites every weight, so random initialisation (0.5 s of a 0.7 s
+        # load) is skipped; transformers' switch also skips its weight tying, redone here.
+        with _no_init_weights():
+            model = cls(MultimodalConfig.load(directory), load_pretrained=False, tokenizer=tokenizer)
+        for module in model.modules():
+            if isinstance(module, PreTrainedModel):
+                module.tie_weights()
+        load_model(model, str(weights), strict=True)
         return model.to(device or "cpu").eval()
 
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -205,3 +211,12 @@ class MultimodalModel(nn.Module):
             max_new_tokens=max_new_tokens or self.config.decoder_max_length, length_penalty=length_penalty,
             no_repeat_ngram_size=no_repeat_ngram_size, **generate_kwargs)
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+
+def _no_init_weights():
+    """transformers' context that turns weight initialisation into no-ops (moved in 5.0)."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        from transformers.modeling_utils import no_init_weights
+    return no_init_weights()

@@ -124,10 +124,21 @@ def test_save_load_round_trip_without_original_weights(model, tmp_path, monkeypa
     monkeypatch.setattr(transformers.AutoModel, "from_pretrained", no_pretrained)
     loaded = MultimodalModel.from_pretrained(tmp_path, device="cpu")
     assert not loaded.training
+    # loading skips random initialisation and the tying it brings: the decoder's output layer must
+    # still share the word embeddings' storage (fine-tuning a loaded model trains them as one)
+    assert _tied_groups(loaded) == _tied_groups(model) != []
     inputs = make_inputs(model, ["left basal opacity", ""], views=2)
     for a, b in zip(outputs(model, inputs), outputs(loaded, inputs)):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert loaded.generate_findings(**inputs, max_new_tokens=4) == model.generate_findings(**inputs, max_new_tokens=4)
+
+
+def _tied_groups(model) -> list[list[str]]:
+    """Names of parameters sharing storage, grouped."""
+    by_storage: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        by_storage.setdefault(param.data_ptr(), []).append(name)
+    return sorted(names for names in by_storage.values() if len(names) > 1)
 
 
 def test_checkpoints_from_before_the_fusion_ffn_change_still_load(model, tmp_path):
