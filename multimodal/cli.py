@@ -41,7 +41,8 @@ def _cmd_manifest(a: argparse.Namespace) -> int:
 def _cmd_label(a: argparse.Namespace) -> int:
     from preprocessing.report_labeler import label_jsonl
 
-    n = label_jsonl(a.input, a.out, fields=a.fields.split(","), id_field=a.id_field, observations=a.observations)
+    n = label_jsonl(a.input, a.out, fields=a.fields.split(","), id_field=a.id_field, observations=a.observations,
+                    versus=a.versus)
     print(f"labelled {n} reports -> {a.out}")
     return 0
 
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fields", default="findings,impression")
     s.add_argument("--id-field", default=None, help="input field copied as the id (default: id/uid/study_id)")
     s.add_argument("--observations", default="chexpert")
+    s.add_argument("--versus", default="both", choices=["both", "uncertain"],
+                   help='"X versus Y": both sides as stated (IU coders, default) or both uncertain (CheXpert)')
     s.set_defaults(func=_cmd_label)
 
     s = sub.add_parser("train", help="fine-tune a model from a YAML config")

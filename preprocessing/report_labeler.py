@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from preprocessing.errors import MmdxError
-from preprocessing.labeler.context import NEGATIVE, POSITIVE, UNCERTAIN, Sentences
+from preprocessing.labeler.context import NEGATIVE, POSITIVE, UNCERTAIN, VERSUS_READINGS, Sentences
 from preprocessing.labeler.lexicon import CONCEPTS, NORMAL, PATTERNS, observation_map, outside_lung
 from preprocessing.labeler.zones import ZONE_PATTERN, parse_location, resolve_zones
 from preprocessing.vocab import ZONES, resolve_observations
@@ -145,17 +145,19 @@ def _assign_locations(sents: Sentences, hits: list[_Hit]) -> None:
                 h.locations = sentence_locations.get(i, [])
 
 
-def label_report(text: str | None, observations: str | list[str] | tuple[str, ...] = "chexpert") -> ReportLabels:
+def label_report(text: str | None, observations: str | list[str] | tuple[str, ...] = "chexpert",
+                 versus: str = "both") -> ReportLabels:
     """Label one report's text.
 
     ``observations`` names a list of :data:`preprocessing.vocab.OBSERVATION_SETS` ("chexpert",
-    "nih", "phantom", ...) or gives the names. Returns a :class:`ReportLabels` whose evidence
-    offsets index ``text``.
+    "nih", "phantom", ...) or gives the names. ``versus``: "both" reads each side of "X versus Y"
+    as stated (the IU coders code both), "uncertain" makes both -1 (CheXpert). Returns a
+    :class:`ReportLabels` whose evidence offsets index ``text``.
     """
     names = resolve_observations(observations)
     concepts = _setup(names)
     text = text or ""
-    sents = Sentences(text)
+    sents = Sentences(text, versus=versus)
     hits = _find_hits(sents, concepts)
     _assign_locations(sents, hits)
 
@@ -193,20 +195,23 @@ def _record_id(record: dict, id_field: str | None):
 
 
 def label_jsonl(input_path: str | Path, out_path: str | Path, fields: list[str] | tuple[str, ...],
-                id_field: str | None = None, observations: str | list[str] | tuple[str, ...] = "chexpert") -> int:
+                id_field: str | None = None, observations: str | list[str] | tuple[str, ...] = "chexpert",
+                versus: str = "both") -> int:
     """Label every line of a JSONL file; write one JSON line per input line; return the line count.
 
     Each output line holds ``id`` (the input's ``id_field``, else the first of id / uid / study_id
     present), ``line`` (1-based), ``text`` (the joined ``fields``, see :func:`join_fields`) and
     :meth:`ReportLabels.to_dict`. A line that is not a JSON object gives ``{"id": null, "line": n,
-    "error": "..."}`` instead, and labelling goes on. Raises :class:`MmdxError` when the input
-    cannot be read or the observation list is unknown.
+    "error": "..."}`` instead, and labelling goes on. ``versus``: see :func:`label_report`. Raises
+    :class:`MmdxError` when the input cannot be read or the observation list is unknown.
     """
     input_path, out_path = Path(input_path), Path(out_path)
     try:
         resolve_observations(observations)
     except ValueError as err:
         raise MmdxError(f"--observations: {err}") from err
+    if versus not in VERSUS_READINGS:
+        raise MmdxError(f"--versus: expected one of {', '.join(VERSUS_READINGS)}, got {versus!r}")
     if not input_path.is_file():
         raise MmdxError(f"{input_path}: input file not found")
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +227,6 @@ def label_jsonl(input_path: str | Path, out_path: str | Path, fields: list[str] 
             else:
                 text = join_fields(record, fields)
                 row = {"id": _record_id(record, id_field), "line": n, "text": text,
-                       **label_report(text, observations).to_dict()}
+                       **label_report(text, observations, versus).to_dict()}
             dst.write(json.dumps(row) + "\n")
     return n

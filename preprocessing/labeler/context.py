@@ -22,8 +22,9 @@ POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
 # so offsets carry over): case-sensitive matching is markedly faster than re.IGNORECASE.
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
-# A sentence ends at . ! ? (not inside a number like "1.5") or a blank line; "apex.There" also splits.
-_SENTENCE_END = re.compile(r"(?<!\d)[.!?]+(?=\s|$|[A-Z])|[.!?]+(?=\s)|\n\s*\n")
+# A sentence ends at . ! ? (not inside a number like "1.5", not after "vs") or a blank line;
+# "apex.There" also splits.
+_SENTENCE_END = re.compile(r"(?<!\d)(?<!\b[vV][sS])[.!?]+(?=\s|$|[A-Z])|(?<!\b[vV][sS])[.!?]+(?=\s)|\n\s*\n")
 
 # Words that open a new, separately graded finding ("no effusion and *mild* cardiomegaly").
 _NEW_FINDING = (r"(?:mild|mildly|moderate|moderately|severe|small|large|stable|persistent|new|minimal|trace|unchanged"
@@ -103,6 +104,11 @@ _POST_UNC = re.compile(
     rf"|^{_FEW_WORDS}(?:is|are)\s+(?:also\s+)?(?:in\s+the\s+differential|(?:another|a|also\s+a)\s+(?:consideration|possibility))\b"
     r"|^\s*\?",
 )
+# "X versus Y" as a hedge (CheXpert's reading; ``Sentences(versus="uncertain")``): before the mention
+# ("atelectasis versus *pneumonia*") or within two words after it ("*atelectasis* versus scarring").
+_VERSUS_PRE = re.compile(r"\b(?:vs\.?|versus)\b")
+_VERSUS_POST = re.compile(r"^\s*(?:[\w-]+\s+){0,2}?(?:vs\.?|versus)\s+(?=\w)")
+VERSUS_READINGS = ("both", "uncertain")
 
 
 # Both matched at sentence starts. A sentence that opens with "if" states no finding ("If there is
@@ -125,9 +131,16 @@ _HISTORY = re.compile(r"\b(?:history\s+of|h/o|hx\s+of)\s+(?:[\w/'-]+\s+){0,5}$")
 
 
 class Sentences:
-    """Sentence and clause boundaries of one text (character offsets); ``low`` is the text ASCII-lowered."""
+    """Sentence and clause boundaries of one text (character offsets); ``low`` is the text ASCII-lowered.
 
-    def __init__(self, text: str):
+    ``versus``: how "X versus Y" reads: "both" (each side as stated, as the IU coders code it) or
+    "uncertain" (both sides -1, as CheXpert reads it).
+    """
+
+    def __init__(self, text: str, versus: str = "both"):
+        if versus not in VERSUS_READINGS:
+            raise ValueError(f"versus: expected one of {VERSUS_READINGS}, got {versus!r}")
+        self.versus_hedges = versus == "uncertain"
         self.low = text.translate(_LOWER)
         ends = [m.end() for m in _SENTENCE_END.finditer(text)]  # the original: "apex.There" needs case
         self.starts = [0] + [e for e in ends if e < len(text)]
@@ -189,16 +202,21 @@ class Sentences:
         hedge_left, hedge_right = self.clause_span(start, end, hedge=True)
         hedge_left = max(hedge_left, left_limit)
         link = _INTERPRETATION.search(self.low, end, hedge_right)
-        if _POST_UNC.search(self.low[end:link.start() if link else hedge_right]):
+        after = self.low[end:link.start() if link else hedge_right]
+        if _POST_UNC.search(after):
             return UNCERTAIN
         if _POST_NEG.search(self.low[end:link.start() if link and link.start() < right else right]):
             return NEGATIVE
         # Negation beats uncertainty in a clause ("no opacity to suggest pneumonia"), but "cannot
         # exclude" holds a negation word and is uncertain: negations inside it do not count.
-        uncertain = [m.span() for m in _PRE_UNC.finditer(self.low, hedge_left, head_start)
+        hedges = [_PRE_UNC, _VERSUS_PRE] if self.versus_hedges else [_PRE_UNC]
+        uncertain = [m.span() for pattern in hedges for m in pattern.finditer(self.low, hedge_left, head_start)
                      if m.end() <= head_start and not self._is_pseudo(*m.span())]
         for m in _PRE_NEG.finditer(self.low, left, head_start):
             s, e = m.span()
             if e <= head_start and not self._is_pseudo(s, e) and not any(us <= s and e <= ue for us, ue in uncertain):
                 return NEGATIVE
-        return UNCERTAIN if uncertain else POSITIVE
+        # "versus" after the mention hedges it like a pre-trigger: a negation still wins ("no
+        # effusion versus thickening").
+        versus_after = self.versus_hedges and _VERSUS_POST.search(after)
+        return UNCERTAIN if uncertain or versus_after else POSITIVE

@@ -237,6 +237,16 @@ def test_label_jsonl_id_field_and_observations(tmp_path):
     assert n == 1 and row["id"] == "A1" and row["values"]["Effusion"] == 1
 
 
+def test_cli_label_versus_reading(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "r1", "findings": "Right basilar atelectasis versus scarring."}) + "\n")
+    values = {}
+    for reading in ("both", "uncertain"):
+        assert mmdx(["label", "--input", str(src), "--out", str(tmp_path / f"{reading}.jsonl"), "--versus", reading]) == 0
+        values[reading] = json.loads((tmp_path / f"{reading}.jsonl").read_text())["values"]["Atelectasis"]
+    assert values == {"both": 1, "uncertain": -1}
+
+
 def test_cli_label_reports_missing_input_and_unknown_vocabulary(tmp_path, capsys):
     assert mmdx(["label", "--input", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o.jsonl")]) == 2
     assert "nope.jsonl" in capsys.readouterr().err

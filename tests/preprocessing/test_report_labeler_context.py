@@ -182,6 +182,22 @@ def test_versus_names_both_readings(text, expected):
 
 
 @pytest.mark.parametrize("text, expected", [
+    ("Small right pleural effusion versus pleural thickening.", {"Pleural Effusion": -1, "Pleural Other": -1}),
+    ("Left basilar opacity, atelectasis vs. scarring.", {"Atelectasis": -1, "Lung Opacity": 1}),
+    ("Right lower lobe atelectasis versus pneumonia.", {"Atelectasis": -1, "Pneumonia": -1}),
+    ("No focal consolidation or effusion versus thickening.", {"Consolidation": 0, "Pleural Effusion": 0}),
+])
+def test_versus_read_as_chexpert_hedges_both_readings(text, expected):
+    got = label_report(text, versus="uncertain").values
+    assert {k: got[k] for k in expected} == expected
+
+
+def test_versus_reading_is_validated():
+    with pytest.raises(ValueError, match="versus"):
+        label_report("Atelectasis versus scarring.", versus="either")
+
+
+@pytest.mark.parametrize("text, expected", [
     # an infection is a cause, not a diagnosis of pneumonia: at most pneumonia possible
     ("Patchy right lower lobe opacities, likely infectious infiltrate.", {"Lung Opacity": 1, "Pneumonia": -1}),
     ("Bilateral lower lung airspace disease, most likely representing acute infectious process.",
