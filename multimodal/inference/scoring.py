@@ -175,8 +175,10 @@ def _cores() -> int:
 
 def default_workers(device) -> int:
     """Decode processes when none are asked for: with a GPU model, every core but one (the main
-    process feeds the GPU); with a CPU model, a third of the cores, at least 1, since decoding a
-    study costs about half of its fp32 forward pass (docs/benchmarks.md, "Inference")."""
+    process feeds the GPU); with a CPU model, a third of the cores, at least 1. A JPEG 2000 study
+    decodes at reduced resolution in about a quarter of its fp32 forward pass (16 vs 60-70
+    core-ms, docs/benchmarks.md, "Inference"); other syntaxes decode in full (70-130 ms for a
+    2000 px JPEG-LS or lossless JPEG film), hence the margin."""
     cores = _cores()
     return max(1, cores - 1) if device.type != "cpu" else max(1, round(cores / 3))
 
