@@ -2,7 +2,7 @@
 
 JPEG 2000 stores a wavelet pyramid: decoding with ``reduce=r`` reconstructs the image at 1/2**r of
 its size from the coarse subbands only, far faster than a full decode followed by a resize (a
-2128 x 2000 radiograph: ~500 ms full, ~10 ms at ``reduce=3``). pydicom's codec plugins
+2128 x 2000 lossless radiograph: ~600 ms full, ~20 ms at ``reduce=3``). pydicom's codec plugins
 (pylibjpeg-openjpeg, imagecodecs) expose no ``reduce``, and Pillow's ``Image.reduce`` glue fails on
 some valid codestreams (RG1_J2KI.dcm at ``reduce >= 2``, "broken data stream"), so this module calls
 ``libopenjp2`` directly: the system library when there is one, else the copy that Pillow's wheels

@@ -127,7 +127,9 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
             for batch in _batches(decoder, batch_size):
                 t_first = t_first or time.perf_counter()  # model loaded, first batch decoded
                 good = [o.prepared for o in batch if o.error is None]
-                future = lanes.submit(predictor.run_batch, good, generate, predictor.batch_inputs(good)) if good else None
+                future = None
+                if good:
+                    future = lanes.submit(predictor.run_batch, good, generate, predictor.batch_inputs(good))
                 in_flight.append((batch, good, future))
                 if len(in_flight) > dev_lanes:
                     write(*in_flight.popleft())
