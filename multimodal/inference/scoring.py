@@ -90,7 +90,7 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     if world > 1:
         log_path = log_path.with_name(f"{log_path.name}.part-{rank}")
     t0 = time.perf_counter()
-    dev = resolve_device(device)
+    dev = rank_device(resolve_device(device))
     workers = default_workers(dev) if workers is None else workers
 
     found = discover_studies(inputs)
@@ -168,6 +168,17 @@ def _log_path(out: Path, output_format: str) -> Path:
 
 def _rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank_device(device):
+    """Under torchrun / accelerate launch, a bare ``cuda`` is this process's GPU: ``cuda:LOCAL_RANK``
+    (modulo the GPUs it sees), so the ranks of a node do not all score on GPU 0."""
+    import torch
+
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device.type != "cuda" or device.index is not None or local_rank is None:
+        return device
+    return torch.device("cuda", int(local_rank) % max(1, torch.cuda.device_count()))
 
 
 def _cores() -> int:

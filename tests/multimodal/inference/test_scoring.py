@@ -182,6 +182,16 @@ def test_sharded_ranks_together_score_every_study_once(tiny_model_dir, phantom_d
     assert len(out.read_text().splitlines()) == 1 + 8
 
 
+def test_each_local_rank_scores_on_its_own_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "6")
+    assert scoring.rank_device(torch.device("cuda")) == torch.device("cuda", 2)
+    assert scoring.rank_device(torch.device("cuda", 1)) == torch.device("cuda", 1)  # asked for explicitly
+    assert scoring.rank_device(torch.device("cpu")) == torch.device("cpu")
+    monkeypatch.delenv("LOCAL_RANK")
+    assert scoring.rank_device(torch.device("cuda")) == torch.device("cuda")
+
+
 def test_decode_workers_import_neither_torch_nor_monai():
     # A worker (started fresh and again after every codec crash) must be up in about a second;
     # torch + MONAI take ~10 s to import on a loaded 2-core machine.
