@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--workers", type=int, default=None)
-    s.add_argument("--threads", type=int, default=None, help="CPU model: batches run at once, one torch thread each (default: one per core)")
+    s.add_argument("--threads", type=int, default=None,
+                   help="CPU model: batches run at once, one torch thread each "
+                        "(default: torch's thread count, i.e. the cores or OMP_NUM_THREADS)")
     s.add_argument("--device", default=None)
     s.add_argument("--precision", default=None, choices=[None, "fp32", "bf16", "fp16"])
     s.add_argument("--sr-dir", default=None)

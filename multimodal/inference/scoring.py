@@ -68,7 +68,7 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     ``out``: results file (``.jsonl``, ``.csv`` or ``.parquet`` per ``output_format``);
     errors go to ``<out>.errors.jsonl``. ``workers``: decode processes (None: see
     :func:`default_workers`; 0 decodes in this process, without crash isolation). ``threads``: a
-    CPU model's batches in flight at once, one torch thread each (None: one per core; see
+    CPU model's batches in flight at once, one torch thread each (None: the torch thread count; see
     :func:`model_lanes`). ``sr_dir``: one DICOM SR per DICOM study; ``heatmap_dir``: ``.npz`` heat maps +
     PNG overlays of positives.
     Summary keys: ``found``, ``scored``, ``failed``, ``skipped`` (done by an earlier run),
@@ -197,9 +197,12 @@ def default_workers(device) -> int:
 
 
 def model_lanes(device, threads: int | None = None) -> int:
-    """Batches a model runs at once while scoring: on a CPU ``threads`` (default: every core), each
-    single-threaded; on a GPU one."""
-    return 1 if device.type != "cpu" else max(1, threads or _cores())
+    """Batches a model runs at once while scoring: on a CPU ``threads``, each single-threaded; on a
+    GPU one. The default is the process's torch thread count: the cores, or what OMP_NUM_THREADS /
+    ``torch.set_num_threads`` say (torchrun sets 1 per process when it starts several)."""
+    import torch
+
+    return 1 if device.type != "cpu" else max(1, threads or torch.get_num_threads())
 
 
 @contextmanager

@@ -182,6 +182,18 @@ def test_sharded_ranks_together_score_every_study_once(tiny_model_dir, phantom_d
     assert len(out.read_text().splitlines()) == 1 + 8
 
 
+def test_model_lanes_follow_the_torch_thread_count():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as torchrun leaves each of several processes
+        assert scoring.model_lanes(torch.device("cpu")) == 1
+        assert scoring.model_lanes(torch.device("cpu"), threads=3) == 3
+    finally:
+        torch.set_num_threads(before)
+    assert scoring.model_lanes(torch.device("cpu")) == before
+    assert scoring.model_lanes(torch.device("cuda")) == 1
+
+
 def test_each_local_rank_scores_on_its_own_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setenv("LOCAL_RANK", "6")
