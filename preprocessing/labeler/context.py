@@ -45,7 +45,8 @@ _WITH = re.compile(rf"\b(?<!consistent\s)(?<!compatible\s)(?<!keeping\s)with\b(\
 
 _PSEUDO = re.compile(
     r"\b(?:no|without|not)\s+(?:significant\s+|interval\s+|appreciable\s+|substantial\s+|definite\s+)*"
-    r"(?:change|increase|decrease|progression|worsening|improvement|only)\w*"
+    # "no increase" negates nothing, "no increased density" negates the density
+    r"(?:change|increase(?!d)|decrease(?!d)|progression|worsening|improvement|only)\w*"
     r"|\bnot\s+(?:necessarily|significantly\s+changed|changed)"
     # A finding that has only partly gone is still there.
     r"|\b(?:partially|partly|incompletely|nearly|almost|not\s+(?:completely|entirely|fully))\s+(?:completely\s+)?"

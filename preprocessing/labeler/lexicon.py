@@ -69,9 +69,10 @@ _PARENCHYMA = ("opacity", "consolidation", "pneumonia", "edema", "atelectasis")
 _ACUTE = ("edema", "consolidation", "pneumonia", "pneumothorax", "effusion")
 _ALL_PATHOLOGY = tuple(n for n in CONCEPTS if n != "device")
 
-_HEART = r"(?:heart|cardiac\s+(?:silhouette|shadow|contours?|size|outline|borders?)|heart\s+size|cardiac)"
-_CM = r"(?:cardio[\s-]?mediastinal|cardiomediastinum)\s*(?:silhouettes?|contours?|shadows?|outlines?|structures|size|width)?"
-_MEDIASTINUM = r"(?:(?:superior\s+)?mediastin(?:um|al\s+(?:silhouette|contours?|width|shadow|structures|outline)s?))"
+_HEART = (r"(?:heart|cardiac\s+(?:silhouette|shadow|contours?|size|outline|borders?)|heart\s+size|cardiac"
+          r"|(?:cardio)?pericardial\s+silhouette)")
+_CM = r"(?:cardio[\s-]?mediastinal|cardiomediastinum)\s*(?:silhouettes?|contours?|shadows?|outlines?|structures|size|width|configuration)?"
+_MEDIASTINUM = r"(?:(?:superior\s+)?mediastin(?:um|al\s+(?:silhouette|contours?|width|shadow|structures|outline|configuration)s?))"
 # A few words within one clause: no punctuation, and not across "and the" / "but" / "with".
 _GAP = r"(?:(?!\b(?:and\s+the|and\s+there|but|with|however)\b)[\w\s/-]){0,50}?\b"
 # The gap of a normal statement holds no negation: "heart size is *not* within normal limits" is no
@@ -82,6 +83,9 @@ _NORMAL = (r"(?:normal|within\s+normal\s+limits|wnl|unremarkable|stable|unchange
            r"not\s+(?:enlarged|widened)|(?:is|are)\s+clear|maintained|preserved)")
 # "Upper limits of normal" is still normal; "borderline" size reads as mild enlargement (CheXpert: positive).
 _TOP_NORMAL = r"(?:(?:near|at|towards?|on)\s+(?:the\s+)?)?(?:upper\s+limits?\s+(?:of\s+)?normal|top(?:\s+of)?\s+normal|high[\s-]normal)"
+# "normal size and configuration of the cardiac silhouette": the outline's normality, stated before it
+_NORMAL_OUTLINE_OF = (r"(?:normal|unremarkable)\s+(?:size|contours?|configuration|shape)"
+                      r"(?:\s+and\s+(?:size|contours?|configuration|shape))?\s+of\s+the\s+")
 
 # (concept or concepts, kind, pattern)
 _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
@@ -99,31 +103,36 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("cardiomegaly",), FINDING, rf"(?:{_HEART}|{_CM}){_GAP}(?P<head>abnormal|not\s+(?:within\s+(?:the\s+)?)?normal)"
                                  rf"|abnormal\s+(?:{_HEART}|{_CM})|(?:enlarged|enlargement\s+of\s+the)\s+{_CM}"
                                  rf"|{_CM}{_GAP}(?:enlarged|enlargement)"),
-    (("cardiomegaly",), NORMAL, rf"(?:normal|unremarkable)\s+(?:sized?\s+)?{_HEART}|{_HEART}{_AFFIRMED_GAP}(?:{_NORMAL}|{_TOP_NORMAL})"),
-    (("cardiomegaly", "mediastinum"), NORMAL, rf"normal\s+{_CM}|{_CM}{_AFFIRMED_GAP}{_NORMAL}"),
+    (("cardiomegaly",), NORMAL, rf"(?:(?:normal|unremarkable)\s+(?:sized?\s+)?|{_NORMAL_OUTLINE_OF}){_HEART}|{_HEART}{_AFFIRMED_GAP}(?:{_NORMAL}|{_TOP_NORMAL})"),
+    (("cardiomegaly", "mediastinum"), NORMAL, rf"(?:normal\s+|{_NORMAL_OUTLINE_OF}){_CM}|{_CM}{_AFFIRMED_GAP}{_NORMAL}"),
     (("mediastinum",), FINDING, rf"{_LARGE}\s+(?:of\s+the\s+)?(?:(?!and\b|normal\b|with\b|calcified\b)[\w/-]+[\s/]+){{0,3}}?mediastin\w*"
                                 rf"|{_MEDIASTINUM}{_GAP}{_LARGE}|(?<!calcified\s)(?<!calcified\sright\s)(?<!calcified\sleft\s)mediastinal\s+(?:lymph\s*)?adenopathy|mediastinal\s+mass"
                                 rf"|{_LARGE}\s+(?:right\s+|left\s+)?paratracheal|paratracheal\s+(?:\w+\s+){{0,2}}{_LARGE}"
                                 # enlarged mediastinal nodes are mediastinal adenopathy ("lymph XXXX": IU redaction)
                                 rf"|(?<!calcified\s)mediastinal\s+(?:and\s+\w+\s+)?lymph\s*(?:nodes?|xxxx)?\s+"
                                 rf"(?:(?:are|is|appear|appears|remain|remains)\s+)?(?:\w+\s+)?{_LARGE}"
-                                r"|mediastinal\s+(?:widening|enlargement|prominence|fullness)"),
-    (("mediastinum",), NORMAL, rf"normal\s+mediastin\w*|{_MEDIASTINUM}{_AFFIRMED_GAP}{_NORMAL}"),
+                                r"|mediastinal\s+(?:widening|enlargement|prominence|fullness)"
+                                # a widened cardiomediastinal silhouette is a wide mediastinum (an enlarged one
+                                # is read as the heart's, above)
+                                rf"|widen(?:ed|ing)\s+(?:of\s+the\s+)?{_CM}|{_CM}{_GAP}widen(?:ed|ing)"),
+    (("mediastinum",), NORMAL, rf"normal\s+mediastin\w*|{_NORMAL_OUTLINE_OF}{_MEDIASTINUM}|{_MEDIASTINUM}{_AFFIRMED_GAP}{_NORMAL}"),
     # --- lung parenchyma
     # "nodular" that shapes an outline ("a nodular soft tissue contour" of the diaphragm) names no nodule
     (("nodule",), FINDING, r"(?:fibro|reticulo)?nodul(?:e|es|ar(?!\s+(?:soft\s+tissue\s+)?(?:contours?|margins?|borders?|outlines?)))"
                            r"|nodlues?|noduels?|micronodul\w*"
                            r"|(?:round|rounded|ovoid|oval|spherical)\s+(?:\w+\s+)?(?:opacit\w+|densit\w+|lesions?)"),
     (("mass",), FINDING, r"mass(?:es)?(?!\s+effect)|mass[\s-]?like|cavit(?:y|ies)|(?:cavitary|cavitating|pulmonary|lung|parenchymal)\s+lesions?"
-                         r"|cavitation|tumou?rs?|neoplasms?|carcinoma|malignan\w*|metastas[ie]s|metastatic"),
+                         r"|cavitation|tumou?rs?|(?<!palpable\s)lumps?|neoplasms?|carcinoma|malignan\w*|metastas[ie]s|metastatic"),
     (("opacity",), FINDING, r"opaci\w*|opactiy|opacites|opcaity|(?<!bone\s)(?<!breast\s)(?<!tissue\s)densit(?:y|ies)"
-                            r"|infiltra\w*|air[\s-]?space\s+(?:disease|process|opacit\w*|filling)"),
+                            r"|infiltra\w*|air[\s-]?space\s+(?:disease|process|opacit\w*|filling)|decreased\s+(?:trans)?lucency"),
     (("scarring",), FINDING, r"(?:interstitial|reticular|reticulonodular)\s+(?:markings?|patterns?|opacit\w+|prominence"
                              r"|changes?|disease|thickening|lung\s+disease)|reticulation|peribronchial\s+(?:thickening|cuffing)"
-                             # scarring at a costophrenic angle is pleural (Pleural Other, below), not in the lung
-                             r"|(?<!pleural\s)(?<!pleural-parenchymal\s)(?<!pleuroparenchymal\s)scar(?:s|ring|red)?"
+                             # a pleural, pleuro-parenchymal or pleuro-pericardial scar and scarring at a
+                             # costophrenic angle are pleural (Pleural Other, below), not in the lung
+                             r"|(?<!pleural\s)(?<!pleural-parenchymal\s)(?<!pleuroparenchymal\s)(?<!pleuro-parenchymal\s)(?<!pericardial\s)"
+                             r"scar(?:s|ring|red)?"
                              r"(?!\s+(?:(?:at|of|in)\s+)?(?:the\s+)?(?:\w+\s+)?costophrenic)"),
-    (("fibrosis",), FINDING, r"(?<!cystic\s)fibros[ie]s|fibrotic|honeycomb\w*"),
+    (("fibrosis",), FINDING, r"(?<!cystic\s)(?<!pleural\s)fibros[ie]s|fibrotic|honeycomb\w*"),
     (("edema",), FINDING, r"(?<!soft\stissue\s)(?<!subcutaneous\s)o?edema(?:tous)?|(?:heart|cardiac)\s+failure|chf|(?:pulmonary\s+)?(?:vascular|venous)\s+congestion"
                           r"|pulmonary\s+congestion|congestive|(?:pulmonary\s+)?venous\s+hypertension|cephalization"
                           r"|cephaliz\w*|kerley|(?:interlobular\s+)?septal\s+lines|(?:fluid|volume)\s+overload"
@@ -143,8 +152,11 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     # and "symptoms of infection" are no pneumonia at all.
     (("infection",), FINDING, r"(?<!granulomatous\s)(?<!prior\s)(?<!old\s)(?<!previous\s)(?<!remote\s)(?<!healed\s)"
                                r"(?<!of\s)(?<!for\s)infect(?:ion|ious|ive)"),
-    (("atelectasis",), FINDING, r"at[ea]l[ea]?cta\w*|atelctasis|(?:lob\w*|lung|segmental|subsegmental)\s+collapse"
-                                r"|collapsed?\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+){0,6}?(?:lobes?|lungs?)"),
+    (("atelectasis",), FINDING, r"at[ea]l[ea]?cta\w*|atelctasis"
+                                # any collapse is the lung's unless a vertebra or a bone is named ("T12 compression
+                                # collapse", "collapse of the L1 vertebral body")
+                                r"|(?<!compression\s)(?<!vertebral\s)(?<!body\s)(?<!wedge\s)(?<!height\s)collapsed?"
+                                r"(?!\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+){0,3}?(?:vertebra\w*|bod(?:y|ies)|[tl]\d+|spine|spinal))"),
     (("emphysema",), FINDING, r"(?<!subcutaneous\s)emphysem\w*"),
     (_PARENCHYMA, NORMAL, r"(?:lungs?|lung\s+fields|lung\s+parenchyma)\s+(?:(?:are|is|appear|appears|remain|remains)\s+)?"
                           r"(?:(?:otherwise|now|grossly|well[\s-]expanded\s+and|hyper(?:expanded|inflated|aerated)\s+but|essentially)\s+)*clear"
@@ -157,8 +169,8 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                              r"|hydropneumothorax|fluid\s+in\s+the\s+(?:\w+\s+)?(?:pleural\s+space|fissure)"),
     (("effusion",), NORMAL, r"costophrenic\s+(?:angles?|sulc[iu]s?)\s+(?:are\s+|is\s+)?(?:sharp|clear|normal|preserved)"),
     (("effusion", "pneumothorax"), NORMAL, r"pleural\s+spaces?\s+(?:are\s+|is\s+)?(?:clear|normal|unremarkable)"),
-    (("pleural_other",), FINDING, r"pleural\s+(?:thickening|plaques?|scar\w*|calcifications?|based\s+(?:opacit\w+|densit\w+))"
-                                  r"|(?:pleural[\s-]+|pleuro)(?:parenchymal|peripheral)\s+(?:scar\w*|thickening|changes?)|fibrothorax"
+    (("pleural_other",), FINDING, r"pleural\s+(?:thickening|plaques?|scar\w*|fibrosis|calcifications?|based\s+(?:opacit\w+|densit\w+))"
+                                  r"|(?:pleural[\s-]+|pleuro-?)(?:parenchymal|peripheral|pericardial)\s+(?:scar\w*|thickening|changes?)|fibrothorax"
                                   r"|thickened\s+pleura|(?:apical\s+)?pleural\s+cap\w*|thickening\s+of\s+the\s+pleura"
                                   r"|(?:fissural|fissure)\s+thickening|thickened\s+(?:\w+\s+)?fissures?|thickening\s+of\s+the\s+(?:\w+\s+)?fissures?"
                                   r"|(?:scarring|thickening)\s+(?:(?:at|of|in)\s+)?(?:the\s+)?(?:\w+\s+)?costophrenic"
@@ -181,7 +193,8 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                            # a redacted device is still recognisable by its tip ("right chest XXXX tip in the SVC")
                            r"|tip\s+(?:(?:is|are)\s+)?(?:project\w*|overl\w+|terminat\w+|in|at|within|visualized|located|extend\w*"
                            r"|positioned|near|lies|ending|overlying)"
-                           r"|(?:suture|surgical)\s+material|sutures?|tubes?"),
+                           r"|(?:suture|surgical)\s+material|sutures?|tubes?"
+                           r"|apparatus|(?:monitoring|support|life\s+support)\s+(?:equipment|lines?|devices?)"),
     (("hernia",), FINDING, r"hernia\w*"),
     # --- the whole study
     (_ACUTE, NORMAL, r"no\s+(?:\w+\s+)?(?:acute|active)\s+(?:\w+\s+){0,2}(?:cardio\w*|pulmonary|lung|chest|intrathoracic|thoracic|disease"

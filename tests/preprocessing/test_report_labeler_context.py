@@ -1,7 +1,7 @@
 """Report labeler, third and fourth rounds: the radiology-language rules a new report relies on (abnormal
 heart size, double negation, change words, history, hypotheticals, lists after a negation, scope across
 "with", "but" and "although"; "X versus Y", infection words, pleural thickening phrasings, strong hedges,
-edema and mediastinal phrasings), each with real-style sentences."""
+edema and mediastinal phrasings; synonyms from CheXpert's phrase lists), each with real-style sentences."""
 
 from __future__ import annotations
 
@@ -293,3 +293,37 @@ def test_section_header_without_punctuation():
     assert got.get("Fracture") is None and got["Cardiomegaly"] == 1 and got["Pleural Effusion"] == 0
     # a capital after a chest word that is no header changes nothing
     assert values("Chest tube in place. Old right rib Fractures.")["Fracture"] == 1
+
+
+# CheXpert phrase coverage: synonyms from the public CheXpert labeler's phrase lists
+# (stanfordmlgroup/chexpert-labeler, phrases/mention and phrases/unmention) that the lexicon lacked.
+@pytest.mark.parametrize("text, expected", [
+    # any collapse is the lung's, a vertebra's is not
+    ("There is collapse at the left base.", {"Atelectasis": 1}),
+    ("No lobar collapse.", {"Atelectasis": 0}),
+    ("Mild T12 compression collapse, unchanged.", {"Atelectasis": None}),
+    ("Partial collapse of the L1 vertebral body.", {"Atelectasis": None}),
+    # a widened cardiomediastinal silhouette is the mediastinum's; an enlarged one stays the heart's
+    ("The cardiomediastinal silhouette is widened.", {"Enlarged Cardiomediastinum": 1, "Cardiomegaly": None}),
+    ("The cardiomediastinal silhouette is enlarged.", {"Cardiomegaly": 1}),
+    ("Normal mediastinal configuration.", {"Enlarged Cardiomediastinum": 0}),
+    ("Frontal and lateral views show normal size and configuration of the cardiac silhouette.", {"Cardiomegaly": 0}),
+    ("Normal size and contour of the cardiomediastinal silhouette.", {"Cardiomegaly": 0, "Enlarged Cardiomediastinum": 0}),
+    ("The cardiopericardial silhouette is enlarged.", {"Cardiomegaly": 1}),
+    # pleural scars and fibrosis in any spelling are pleural, a parenchymal scar is a lung opacity
+    ("Left apical pleuro-parenchymal scarring.", {"Pleural Other": 1, "Lung Opacity": None}),
+    ("Pleuro-pericardial scarring at the left base.", {"Pleural Other": 1, "Lung Opacity": None}),
+    ("Pleural fibrosis on the right.", {"Pleural Other": 1, "Lung Opacity": None}),
+    ("Parenchymal scarring in the right upper lobe.", {"Lung Opacity": 1}),
+    # lesion, opacity and device words
+    ("A lump in the right upper lobe.", {"Lung Lesion": 1}),
+    ("Palpable lump marker over the left breast.", {"Lung Lesion": None}),
+    ("Decreased lucency at the left base.", {"Lung Opacity": 1}),
+    ("Monitoring equipment overlies the chest.", {"Support Devices": 1}),
+    ("Support apparatus is unchanged in position.", {"Support Devices": 1}),
+    # "no increased density" negates the density; "no increase in" still negates nothing
+    ("No increased density at the lung bases.", {"Lung Opacity": 0}),
+    ("No increase in the right basilar opacity.", {"Lung Opacity": 1}),
+])
+def test_chexpert_phrase_coverage(text, expected):
+    assert values_of(text, expected) == expected
