@@ -77,3 +77,9 @@ def test_real_lossy_file_decodes_where_pillow_failed(shared_dicom):
     full = ds.pixel_array.astype(np.float64)
     block = full[: 244 * 8, : 230 * 8].reshape(244, 8, 230, 8).mean(axis=(1, 3))
     assert np.corrcoef(block.ravel(), reduced[:244, :230].ravel())[0, 1] > 0.99
+
+
+def test_real_file_full_decode_matches_pydicom(shared_dicom):
+    ds = pydicom.dcmread(shared_dicom / "RG3_J2KR.dcm")
+    samples, _ = openjpeg.decode(_codestream(ds))
+    np.testing.assert_array_equal(samples, ds.pixel_array)
