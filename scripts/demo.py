@@ -36,8 +36,12 @@ def main() -> int:
     RUN.mkdir(parents=True, exist_ok=True)
     data, train_dir, eval_dir = RUN / "phantom", RUN / "train", RUN / "eval"
     scores, sr_dir, heat_dir = RUN / "scores.jsonl", RUN / "sr", RUN / "heatmaps"
-    # A demo run starts afresh: `mmdx train` refuses an --out that already holds a run.
-    shutil.rmtree(train_dir, ignore_errors=True)
+    # A demo run starts afresh: `mmdx train` refuses an --out that already holds a run, and `mmdx
+    # score` resumes its output, so it would skip every study the previous run's model scored.
+    for stale in (train_dir, sr_dir, heat_dir):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in (scores, scores.with_name(scores.name + ".errors.jsonl")):
+        stale.unlink(missing_ok=True)
     times: dict[str, float] = {}
     t_all = time.perf_counter()
 
