@@ -134,7 +134,7 @@ _ENTRIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
                              r"(?!\s+(?:(?:at|of|in)\s+)?(?:the\s+)?(?:\w+\s+)?costophrenic)"),
     (("fibrosis",), FINDING, r"(?<!cystic\s)(?<!pleural\s)fibros[ie]s|fibrotic|honeycomb\w*"),
     (("edema",), FINDING, r"(?<!soft\stissue\s)(?<!subcutaneous\s)o?edema(?:tous)?|(?:heart|cardiac)\s+failure|chf|(?:pulmonary\s+)?(?:vascular|venous)\s+congestion"
-                          r"|pulmonary\s+congestion|congestive|(?:pulmonary\s+)?venous\s+hypertension|cephalization"
+                          r"|pulmonary\s+congestion|congestive|(?:pulmonary\s+)?venous\s+hypertension"
                           r"|cephaliz\w*|kerley|(?:interlobular\s+)?septal\s+lines|(?:fluid|volume)\s+overload"
                           r"|vascular\s+(?:prominence|engorgement|indistinctness|redistribution)"
                           r"|redistribution\s+of\s+(?:the\s+)?(?:pulmonary\s+)?(?:vascula\w*|blood\s+flow)"
