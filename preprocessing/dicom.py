@@ -329,10 +329,11 @@ def _decode_j2k_reduced(ds: Dataset, target_size: int, fit: str) -> tuple[np.nda
     header = _j2k_header(codestream)
     if header is None or header[0] != 1 or not openjpeg.available():
         return None
+    levels = header[1]
     rows, cols = int(ds.Rows), int(ds.Columns)
     side = min(rows, cols) if fit == "short" else max(rows, cols)
     reduce = 0
-    while reduce < header[3] and -(-side // 2 ** (reduce + 1)) >= REDUCE_SLACK * target_size:
+    while reduce < levels and -(-side // 2 ** (reduce + 1)) >= REDUCE_SLACK * target_size:
         reduce += 1
     if reduce == 0:
         return None
@@ -345,17 +346,16 @@ def _decode_j2k_reduced(ds: Dataset, target_size: int, fit: str) -> tuple[np.nda
     return samples, reduce
 
 
-def _j2k_header(codestream: bytes) -> tuple[int, int, bool, int] | None:
-    """(components, precision, signed, decomposition levels) from a J2K main header, or None."""
-    if codestream[:4] != b"\xff\x4f\xff\x51" or len(codestream) < 43:
+def _j2k_header(codestream: bytes) -> tuple[int, int] | None:
+    """(components, decomposition levels) from a J2K main header, or None."""
+    if codestream[:4] != b"\xff\x4f\xff\x51" or len(codestream) < 42:
         return None
     components = int.from_bytes(codestream[40:42], "big")
-    ssiz = codestream[42]
     pos = 4 + int.from_bytes(codestream[4:6], "big")  # first marker after SIZ
     while pos + 4 <= len(codestream):
         marker = codestream[pos:pos + 2]
         if marker == b"\xff\x52":  # COD: Lcod(2) Scod(1) SGcod(4) then SPcod's level count
-            return components, (ssiz & 0x7F) + 1, bool(ssiz & 0x80), codestream[pos + 9]
+            return components, codestream[pos + 9]
         if marker == b"\xff\x90":  # start of the first tile: COD must have come before
             return None
         pos += 2 + int.from_bytes(codestream[pos + 2:pos + 4], "big")
