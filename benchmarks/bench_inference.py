@@ -35,7 +35,6 @@ would measure that instead of decoding.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import contextlib
 import shutil
 import sys
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from common import RESULTS_DIR, format_table, machine_description, setup_threads, time_interleaved, write_json
 
     from multimodal.inference.predictor import PRECISIONS, Predictor
-    from multimodal.inference.scoring import score
+    from multimodal.inference.scoring import lane_pool, score
     from multimodal.inference.sources import discover_studies
     from multimodal.models.configuration import MultimodalConfig
     from multimodal.models.modeling import MultimodalModel
@@ -182,9 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                 with torch.inference_mode(), autocast():
                     model(**batch)
 
-            with cf.ThreadPoolExecutor(lanes, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            with lane_pool(torch.device("cpu"), lanes) as pool:
                 list(pool.map(run, range(0, studies, BATCH)))
-            torch.set_num_threads(args.threads)
 
         timings = time_interleaved({"score": run_score, "naive": lambda: naive_loop(model, data, autocast),
                                     "model-only": lambda: model_only(args.threads),

@@ -121,7 +121,7 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
         # tokenised here (the fast tokenizer is not thread-safe), run in the lanes, and written in
         # order; one more batch than lanes is in flight, so a lane never waits for this thread.
         with StudyDecoder(todo, prepare, workers, prefetch=(dev_lanes + 2) * batch_size) as decoder, \
-                _progress(len(todo), progress and rank == 0) as bar, _lanes(dev, dev_lanes) as lanes:
+                _progress(len(todo), progress and rank == 0) as bar, lane_pool(dev, dev_lanes) as lanes:
             predictor = Predictor.from_pretrained(model_dir, device=dev, precision=precision)
             in_flight: deque[tuple[list[_Outcome], list, cf.Future | None]] = deque()
             for batch in _batches(decoder, batch_size):
@@ -206,7 +206,7 @@ def model_lanes(device, threads: int | None = None) -> int:
 
 
 @contextmanager
-def _lanes(device, lanes: int) -> Iterator[cf.ThreadPoolExecutor]:
+def lane_pool(device, lanes: int) -> Iterator[cf.ThreadPoolExecutor]:
     """Threads that run the model's batches, ``lanes`` at once (see :func:`model_lanes`).
 
     On a CPU each lane runs one torch thread and the OS shares the cores between the lanes and the
