@@ -23,7 +23,9 @@ from multimodal.data.dataset import StudyDataset, collate_studies
 from multimodal.data.manifest import load_manifest
 from multimodal.evaluation.caption import caption_metrics
 from multimodal.evaluation.classification import classification_metrics, plot_roc
+from multimodal.evaluation.trust import trust_metrics, trust_summary
 from multimodal.evaluation.region import heatmap_peak, point_in_boxes, pointing_game, save_overlay, tolerance_px, zone_f1
+from multimodal.inference.tta import with_tta
 from multimodal.models.modeling import MultimodalModel
 from preprocessing.errors import ConfigError
 
@@ -34,13 +36,14 @@ SUMMARY_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"
 def predict(model: MultimodalModel, loader: DataLoader, device: torch.device, generate: bool) -> dict[str, Any]:
     """Run the model over a loader; returns stacked numpy arrays and per-study lists.
 
-    Keys: ``probs``/``labels``/``label_mask`` ``[N, D]``, ``heatmaps`` ``[N, D, h, w]`` (probabilities),
+    Keys: ``probs`` (calibrated when the model is) / ``logits`` (raw) / ``uncertainty`` (spread of the
+    model's samples, NaN without) / ``labels`` / ``label_mask`` ``[N, D]``, ``heatmaps`` ``[N, D, h, w]`` (probabilities),
     ``zone_probs``/``zone_targets`` ``[N, D, Z]``, ``zone_mask`` ``[N, D]``, ``images`` ``[N, S, S]``
     (first view, normalised), ``study_ids``, ``boxes`` (model-input pixels) and ``generated`` (str or
-    None per study).
+    None per study), ``uncertainty_method`` (None, ``"ensemble"``, ``"tta"``, ...).
     """
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    keys = ("probs", "labels", "label_mask", "heatmaps", "zone_probs", "zone_targets", "zone_mask", "images")
+    keys = ("probs", "logits", "uncertainty", "labels", "label_mask", "heatmaps", "zone_probs", "zone_targets", "zone_mask", "images")
     parts: dict[str, list] = defaultdict(list)
     for batch, meta in tqdm(loader, desc="evaluate", dynamic_ncols=True):
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -48,7 +51,8 @@ def predict(model: MultimodalModel, loader: DataLoader, device: torch.device, ge
         with amp:
             out = model(**inputs)
             texts = model.generate_findings(**inputs) if generate else [None] * len(meta["study_ids"])
-        values = {"probs": out.probs, "labels": batch["labels"], "label_mask": batch["label_mask"],
+        spread = out.sample_probs.float().std(1) if out.sample_probs is not None else torch.full_like(out.logits, torch.nan)
+        values = {"probs": out.probs, "logits": out.logits, "uncertainty": spread, "labels": batch["labels"], "label_mask": batch["label_mask"],
                   "heatmaps": out.heatmaps.sigmoid(), "zone_probs": out.zone_probs,
                   "zone_targets": batch["zone_targets"], "zone_mask": batch["zone_mask"],
                   "images": batch["pixel_values"][:, 0, 0]}
@@ -57,6 +61,7 @@ def predict(model: MultimodalModel, loader: DataLoader, device: torch.device, ge
         parts["study_ids"] += meta["study_ids"]
         parts["boxes"] += meta["boxes"]
         parts["generated"] += texts
+        parts["uncertainty_method"] = out.uncertainty_method
     return {k: (np.concatenate(v) if k in keys else v) for k, v in parts.items()}
 
 
@@ -91,11 +96,15 @@ def region_metrics(pred: dict[str, Any], observations: list[str], zones: list[st
 
 def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split: str | None = "test",
              batch_size: int = 16, device: str | None = None, generate: bool = True, n_bootstrap: int = 500,
-             overlays: int = 8, num_workers: int = 0, seed: int = 0) -> dict[str, Any]:
+             overlays: int = 8, num_workers: int = 0, seed: int = 0, by: list[str] | None = None,
+             tta: int = 1) -> dict[str, Any]:
     """Evaluate a saved model on the studies of ``manifest`` in ``split`` (all studies when None).
 
     Classification uses the thresholds stored in the model's config (tuned on validation during
-    training). Returns the dict written to ``out/metrics.json``; ``result["summary"]`` holds
+    training). ``by``: manifest fields for the subgroup table (e.g. ``["sex", "age_band", "view"]``);
+    ``tta``: test-time augmentation passes (1: none). Returns the dict written to ``out/metrics.json``;
+    the ``calibration``, ``selective`` and ``subgroups`` sections come from
+    :func:`~multimodal.evaluation.trust.trust_metrics`. ``result["summary"]`` holds
     ``macro_auroc`` (+ ``macro_auroc_ci``), ``micro_auroc``, ``macro_ap``, ``macro_f1``,
     ``pointing_game``, ``zone_f1``, BLEU-1..4, ``meteor``, ``rouge_l``, ``cider``, ``clinical_f1``
     and ``n_studies`` (None where not measurable, e.g. no boxes or no reference text).
@@ -103,7 +112,7 @@ def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = MultimodalModel.from_pretrained(model_dir, device=dev)
+    model = with_tta(MultimodalModel.from_pretrained(model_dir, device=dev), tta)
     config = model.config
     records = load_manifest(manifest, splits=split)
     if not records:
@@ -118,6 +127,7 @@ def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split
                                             thresholds, n_bootstrap=n_bootstrap, seed=seed)
     classification["thresholds"] = dict(zip(observations, thresholds.tolist()))
     plot_roc(pred["probs"], pred["labels"], pred["label_mask"], observations, out / "roc.png")
+    trust = trust_metrics(pred, records, observations, thresholds, out, by, n_bootstrap, seed)
     region, trials = region_metrics(pred, observations, list(config.zones), config.image_size)
     _write_overlays(pred, trials, observations, out / "overlays", overlays)
 
@@ -137,10 +147,10 @@ def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split
         "macro_f1": classification["macro"]["f1"],
         "pointing_game": region["pointing_game"]["mean"], "zone_f1": region["zones"]["micro_f1"],
         **{k: (findings or {}).get(k) for k in SUMMARY_KEYS},
-        "clinical_f1": clinical["micro"]["f1"] if clinical else None,
+        "clinical_f1": clinical["micro"]["f1"] if clinical else None, **trust_summary(trust),
     }
-    result = {"summary": summary, "model": str(model_dir), "manifest": str(manifest), "split": split,
-              "classification": classification, "region": region, "findings": findings, "clinical": clinical}
+    result = {"summary": summary, "model": str(model_dir), "manifest": str(manifest), "split": split, "tta": tta,
+              "classification": classification, "region": region, "findings": findings, "clinical": clinical, **trust}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

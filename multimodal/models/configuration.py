@@ -18,6 +18,8 @@ from preprocessing.errors import ConfigError
 from preprocessing.text import DEFAULT_TEXT_ENCODER
 from preprocessing.vocab import ZONES, resolve_observations
 
+from .calibration import check_calibration
+
 CONFIG_NAME = "config.json"
 
 FREEZE_CHOICES = ("none", "all")
@@ -46,6 +48,7 @@ class MultimodalConfig:
     reads and emits (see :mod:`.decoder_vocab`); the model adds the special ids and sorts it.
     ``mil_pooling`` ties the heat map to the image-level logits (``"lse"`` with sharpness
     ``mil_r``, or ``"attention"``). ``thresholds`` maps observation name to decision threshold.
+    ``calibration``: None or the fitted probability maps and indeterminate band (:mod:`.calibration`).
     """
 
     observations: list[str] = field(default_factory=lambda: list(resolve_observations("chexpert")))
@@ -82,6 +85,7 @@ class MultimodalConfig:
     loss_weights: dict[str, float] = field(default_factory=_default_loss_weights)
     uncertain_policy: str = "ignore"
     thresholds: dict[str, float] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
     name: str = "mmdx-multimodal"
     version: str = "0.1.0"
 
@@ -153,6 +157,7 @@ class MultimodalConfig:
         if out_of_range:
             raise ConfigError("thresholds", f"must lie in [0, 1]; bad: {out_of_range}")
         self.thresholds = thresholds
+        self.calibration = check_calibration(self.calibration, self.observations)
 
     @property
     def grid_size(self) -> tuple[int, int] | None:

@@ -23,6 +23,7 @@ from torch import nn
 from preprocessing.errors import ConfigError
 from preprocessing.text import load_tokenizer
 
+from .calibration import calibrated_probs
 from .configuration import MultimodalConfig
 from .decoder_vocab import normalise_decoder_vocab
 from .encoders import apply_freezing, apply_lora, build_image_encoder, build_text_encoder, text_layers
@@ -38,7 +39,9 @@ class MultimodalOutput:
 
     ``loss`` is the weighted sum of ``losses`` (keys among classification, region, zone, findings;
     only those whose targets were given), None without targets. ``heatmaps`` are logits on the first
-    view's patch grid. ``cross_attentions`` (when asked) maps ``"text_to_image"`` / ``"image_to_text"``
+    view's patch grid. ``probs`` pass ``logits`` through ``config.calibration`` (sigmoid when None).
+    ``sample_probs`` ``[B, K, D]``: the K probabilities an ensemble or test-time augmentation averaged,
+    named by ``uncertainty_method`` (None for one plain pass). ``cross_attentions`` (when asked) maps ``"text_to_image"`` / ``"image_to_text"``
     to one ``[B, heads, Tq, Tk]`` tensor per fusion layer.
     """
 
@@ -54,6 +57,8 @@ class MultimodalOutput:
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     cross_attentions: dict[str, tuple[torch.Tensor, ...]] | None = None
+    sample_probs: torch.Tensor | None = None
+    uncertainty_method: str | None = None
 
 
 class MultimodalModel(nn.Module):
@@ -195,7 +200,8 @@ class MultimodalModel(nn.Module):
             losses["findings"] = self.decoder.loss(memory, memory_mask, findings_ids, findings_mask)
         loss = sum(self.config.loss_weights[k] * v for k, v in losses.items()) if losses else None
         return MultimodalOutput(
-            logits=logits, probs=logits.sigmoid(), heatmaps=heatmaps, zone_logits=zone_logits,
+            logits=logits, probs=calibrated_probs(logits, self.config.calibration, self.config.observations),
+            heatmaps=heatmaps, zone_logits=zone_logits,
             zone_probs=zone_logits.sigmoid(), fused_image=fused_image, fused_text=fused_text,
             image_mask=image_mask, text_mask=text_mask, loss=loss, losses=losses, cross_attentions=attentions)
 
