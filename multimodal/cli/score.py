@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sr-dir", default=None, help="write one DICOM SR per DICOM study here (default: none)")
     s.add_argument("--heatmaps", default=None, help="write heat maps (.npz + PNG overlays) here (default: none)")
     s.add_argument("--format", default=None, choices=["jsonl", "csv", "parquet"], help="results format (default: jsonl)")
+    s.add_argument("--tta", type=int, default=None,
+                   help="test-time augmentation passes (shifts, scales, rotations, gamma; never a flip) "
+                        "averaged per study; their spread is the uncertainty (default: 1, none)")
     s.add_argument("--no-findings", action="store_true", help="skip findings text generation")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=run)
@@ -37,6 +40,6 @@ def run(a: argparse.Namespace) -> int:
     summary = score(a.model, a.input, out=a.out, sr_dir=a.sr_dir, heatmap_dir=a.heatmaps,
                     generate=not a.no_findings, progress=not a.quiet,
                     **given(a, batch_size="batch_size", workers="workers", threads="threads", device="device",
-                            precision="precision", output_format="format"))
+                            precision="precision", output_format="format", tta="tta"))
     print_json(summary)
     return 0

@@ -26,6 +26,8 @@ from pydicom import Dataset
 
 from multimodal.inference.prepare import PreparedStudy, View, make_preparer, prepared_study, read_view
 from multimodal.inference.results import ObservationResult, Peak, StudyResult, write_heatmaps
+from multimodal.inference.tta import with_tta
+from multimodal.models.calibration import decide
 from preprocessing.errors import ConfigError, ImageReadError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -47,8 +49,8 @@ class Predictor:
     """
 
     def __init__(self, model, device: torch.device, precision: str, model_dir: str | Path | None = None,
-                 num_beams: int = 1):
-        self.model = model.eval()
+                 num_beams: int = 1, tta: int = 1):
+        self.model = with_tta(model, tta).eval()
         self.config = model.config
         self.tokenizer = model.tokenizer
         self.device = device
@@ -69,10 +71,11 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: str | None = None, precision: str | None = None,
-                        num_beams: int = 1) -> Predictor:
-        """Load ``model_dir`` once. ``device``: None picks CUDA when present, else CPU.
-        ``precision``: ``fp32`` / ``bf16`` / ``fp16`` (autocast); None means bf16 on CUDA, fp32 on CPU.
-        ``num_beams``: beam width of findings generation (1 = greedy)."""
+                        num_beams: int = 1, tta: int = 1) -> Predictor:
+        """Load ``model_dir`` (a model or an ensemble directory) once. ``device``: None picks CUDA when
+        present, else CPU. ``precision``: ``fp32`` / ``bf16`` / ``fp16`` (autocast); None means bf16 on
+        CUDA, fp32 on CPU. ``num_beams``: beam width of findings generation (1 = greedy). ``tta``:
+        test-time augmentation passes (1: none; see :mod:`multimodal.inference.tta`)."""
         from multimodal.models.modeling import MultimodalModel
 
         dev = resolve_device(device)
@@ -80,7 +83,7 @@ class Predictor:
         if precision not in PRECISIONS:
             raise ConfigError("precision", f"expected one of {list(PRECISIONS)}, got {precision!r}")
         model = MultimodalModel.from_pretrained(model_dir, device=dev)
-        return cls(model, dev, precision, model_dir=model_dir, num_beams=num_beams)
+        return cls(model, dev, precision, model_dir=model_dir, num_beams=num_beams, tta=tta)
 
     def preparer(self, keep_headers: bool = False, fault_inject: str | None = None) -> functools.partial:
         """:func:`prepare_study` for this model (see :func:`make_preparer`)."""
@@ -156,6 +159,7 @@ class Predictor:
         probs = output.probs.float().cpu().numpy()
         zone_probs = output.zone_probs.float().cpu().numpy()
         heatmaps = output.heatmaps.float().sigmoid().cpu().numpy()
+        spread = output.sample_probs.float().std(1).cpu().numpy() if output.sample_probs is not None else None
         t1 = time.perf_counter()
         findings: list[str | None] = [None] * len(prepared)
         if generate:
@@ -163,16 +167,21 @@ class Predictor:
                 findings = self.model.generate_findings(**batch, num_beams=self.num_beams)
         t2 = time.perf_counter()
         per_study = {"model": (t1 - t0) * 1e3 / len(prepared), "generate": (t2 - t1) * 1e3 / len(prepared)}
-        return [self._result(p, probs[i], zone_probs[i], heatmaps[i], findings[i], per_study)
-                for i, p in enumerate(prepared)]
+        results = [self._result(p, probs[i], zone_probs[i], heatmaps[i], findings[i], per_study,
+                                None if spread is None else spread[i]) for i, p in enumerate(prepared)]
+        for result in results:
+            result.uncertainty_method = output.uncertainty_method
+        return results
 
     def _result(self, prepared: PreparedStudy, probs: np.ndarray, zone_probs: np.ndarray, heatmaps: np.ndarray,
-                findings: str | None, timings: dict[str, float]) -> StudyResult:
-        """Decisions, zones and peaks of one study. probs ``[D]``, zone_probs ``[D, Z]``, heatmaps ``[D, h, w]``."""
+                findings: str | None, timings: dict[str, float], spread: np.ndarray | None = None) -> StudyResult:
+        """Decisions, zones and peaks of one study. probs ``[D]``, zone_probs ``[D, Z]``, heatmaps
+        ``[D, h, w]``, spread ``[D]`` (the uncertainty) or None."""
         zones = self.config.zones
         h, w = heatmaps.shape[1:]
         frontal = prepared.sources[0]
         observations = {}
+        bands = (self.config.calibration or {}).get("indeterminate") or {}
         for d, name in enumerate(self.config.observations):
             threshold = self.config.thresholds[name]
             positive = bool(probs[d] >= threshold)
@@ -184,7 +193,9 @@ class Predictor:
             x, y = frontal.to_pixels((col + 0.5) / w, (row + 0.5) / h)
             observations[name] = ObservationResult(probability=float(probs[d]), threshold=threshold,
                                                    positive=positive, zones=where,
-                                                   peak=Peak(x=round(x, 2), y=round(y, 2), view=0))
+                                                   peak=Peak(x=round(x, 2), y=round(y, 2), view=0),
+                                                   decision=decide(float(probs[d]), threshold, bands.get(name)),
+                                                   uncertainty=None if spread is None else float(spread[d]))
         return StudyResult(study_id=prepared.study_id, observations=observations, findings=findings,
                            study_instance_uid=prepared.study_instance_uid, sources=prepared.sources,
                            model=dict(self.model_info), timings_ms={**prepared.timings_ms, **timings},

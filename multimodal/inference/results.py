@@ -35,13 +35,19 @@ class Peak:
 
 @dataclass
 class ObservationResult:
-    """One observation: probability in [0, 1], the model's tuned threshold and the decision."""
+    """One observation: probability in [0, 1] (calibrated when the model is), the model's tuned
+    threshold, ``positive`` (probability >= threshold), the ``decision`` ``present`` / ``absent`` /
+    ``indeterminate`` (the model's indeterminate band around the threshold) and ``uncertainty``: the
+    standard deviation of the probability over the samples named by
+    :attr:`StudyResult.uncertainty_method` (None for one plain pass)."""
 
     probability: float
     threshold: float
     positive: bool
     zones: list[str] = field(default_factory=list)
     peak: Peak | None = None
+    decision: str | None = None
+    uncertainty: float | None = None
 
 
 @dataclass
@@ -87,6 +93,7 @@ class StudyResult:
     model: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     heatmaps: np.ndarray | None = None
+    uncertainty_method: str | None = None
 
     @property
     def positives(self) -> list[str]:
@@ -98,6 +105,7 @@ class StudyResult:
         data.pop("heatmaps")
         for obs in data["observations"].values():
             obs["probability"] = round(obs["probability"], 6)
+            obs["uncertainty"] = None if obs["uncertainty"] is None else round(obs["uncertainty"], 6)
         data["timings_ms"] = {k: round(v, 3) for k, v in self.timings_ms.items()}
         if include_heatmaps and self.heatmaps is not None:
             data["heatmaps"] = np.round(self.heatmaps, 6).tolist()
@@ -201,12 +209,15 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
 
 
 def flatten_result(record: dict) -> dict:
-    """One flat row per study for CSV/Parquet: ``<observation>.probability/positive/zones`` columns."""
+    """One flat row per study for CSV/Parquet: ``<observation>.probability/positive/decision/uncertainty/zones``
+    columns, and ``uncertainty_method``."""
     row = {"study_id": record["study_id"], "study_instance_uid": record.get("study_instance_uid"),
-           "findings": record.get("findings")}
+           "findings": record.get("findings"), "uncertainty_method": record.get("uncertainty_method")}
     for name, obs in record["observations"].items():
         row[f"{name}.probability"] = obs["probability"]
         row[f"{name}.positive"] = obs["positive"]
+        row[f"{name}.decision"] = obs.get("decision")
+        row[f"{name}.uncertainty"] = obs.get("uncertainty")
         row[f"{name}.zones"] = ";".join(obs.get("zones") or [])
     for key, value in (record.get("model") or {}).items():
         row[f"model.{key}"] = value

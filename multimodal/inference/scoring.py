@@ -62,7 +62,7 @@ class _Outcome:
 def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, batch_size: int = 8,
           workers: int | None = None, threads: int | None = None, device: str | None = None,
           precision: str | None = None, sr_dir: str | Path | None = None, heatmap_dir: str | Path | None = None,
-          output_format: str = "jsonl", generate: bool = True, progress: bool = True) -> dict:
+          output_format: str = "jsonl", generate: bool = True, progress: bool = True, tta: int = 1) -> dict:
     """Score every study found in ``inputs``; return the summary (also printed as one line).
 
     ``out``: results file (``.jsonl``, ``.csv`` or ``.parquet`` per ``output_format``);
@@ -70,7 +70,7 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     :func:`default_workers`; 0 decodes in this process, without crash isolation). ``threads``: a
     CPU model's batches in flight at once, one torch thread each (None: the torch thread count; see
     :func:`model_lanes`). ``sr_dir``: one DICOM SR per DICOM study; ``heatmap_dir``: ``.npz`` heat maps +
-    PNG overlays of positives.
+    PNG overlays of positives. ``tta``: test-time augmentation passes (:mod:`.tta`; 1: none).
     Summary keys: ``found``, ``scored``, ``failed``, ``skipped`` (done by an earlier run),
     ``seconds``, ``studies_per_s`` (over the whole call), ``steady_studies_per_s`` (from the first
     batch on, i.e. without start-up: discovery, model load, the first batch's decoding), ``out``,
@@ -122,7 +122,7 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
         # order; one more batch than lanes is in flight, so a lane never waits for this thread.
         with StudyDecoder(todo, prepare, workers, prefetch=(dev_lanes + 2) * batch_size) as decoder, \
                 _progress(len(todo), progress and rank == 0) as bar, lane_pool(dev, dev_lanes) as lanes:
-            predictor = Predictor.from_pretrained(model_dir, device=dev, precision=precision)
+            predictor = Predictor.from_pretrained(model_dir, device=dev, precision=precision, tta=tta)
             in_flight: deque[tuple[list[_Outcome], list, cf.Future | None]] = deque()
             for batch in _batches(decoder, batch_size):
                 t_first = t_first or time.perf_counter()  # model loaded, first batch decoded

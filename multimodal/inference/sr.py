@@ -7,7 +7,8 @@ Layout of the content tree (root: TID 1500 "Imaging Measurement Report"):
 * image library: the source images;
 * one TID 1501 measurement group per observation: ``finding type`` = the observation, a
   ``Probability`` measurement (unit "no units", in [0, 1]) and a qualitative evaluation Present /
-  Absent (the model's tuned threshold decides), with TID 4019 algorithm identification;
+  Absent / Indeterminate (SNOMED CT 52101004 / 272519000 / 82334004: the result's decision, from the
+  model's threshold and indeterminate band), with TID 4019 algorithm identification;
 * per positive observation, TID 1410 planar-ROI groups on the frontal source image: a ``POINT`` at
   the heat-map peak, and a closed ``POLYLINE`` outlining each zone it lies in (zones as finding
   sites), in the source image's pixel coordinates;
@@ -148,7 +149,7 @@ def _observation_group(name: str, obs, algorithm, frontal: Dataset) -> hd.sr.Mea
     concept = local_code(name)
     probability = hd.sr.Measurement(name=codes.DCM.Probability, value=float(obs.probability),
                                     unit=codes.UCUM.NoUnits, algorithm_id=algorithm)
-    decision = hd.sr.QualitativeEvaluation(name=concept, value=codes.SCT.Present if obs.positive else codes.SCT.Absent)
+    decision = hd.sr.QualitativeEvaluation(name=concept, value=decision_code(obs))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=name),
         finding_type=concept, algorithm_id=algorithm, measurements=[probability],
@@ -156,12 +157,19 @@ def _observation_group(name: str, obs, algorithm, frontal: Dataset) -> hd.sr.Mea
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(frontal)])
 
 
+def decision_code(obs) -> hd.sr.CodedConcept:
+    """SNOMED CT Present / Absent / Indeterminate for an observation's decision (a result without one,
+    written before decisions existed, falls back to ``positive``)."""
+    decision = obs.decision or ("present" if obs.positive else "absent")
+    return {"present": codes.SCT.Present, "absent": codes.SCT.Absent, "indeterminate": codes.SCT.Indeterminate}[decision]
+
+
 def _region_groups(name: str, result: StudyResult, algorithm, region_source,
                    geometry: SourceImage | None) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
     """The heat-map peak as a POINT, and each zone of the observation as a closed POLYLINE."""
     obs = result.observations[name]
     concept = local_code(name)
-    present = [hd.sr.QualitativeEvaluation(name=concept, value=codes.SCT.Present)]
+    present = [hd.sr.QualitativeEvaluation(name=concept, value=decision_code(obs))]
     sites = [hd.sr.FindingSite(anatomic_location=local_code(zone)) for zone in obs.zones]
     groups = []
     if obs.peak is not None and obs.peak.view == 0:

@@ -31,6 +31,7 @@ from .fusion import CrossModalFusion
 from .heads import DiseaseHeads, FindingsDecoder, classification_loss, region_loss, zone_loss
 
 WEIGHTS_NAME = "model.safetensors"
+ENSEMBLE_NAME = "ensemble.json"  # marks an ensemble directory (see .ensemble)
 
 
 @dataclass
@@ -117,11 +118,16 @@ class MultimodalModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None) -> MultimodalModel:
-        """Rebuild a saved model (config.json + model.safetensors + tokenizer) in eval mode."""
+        """Rebuild a saved model (config.json + model.safetensors + tokenizer) in eval mode; an ensemble
+        directory (``ensemble.json``) gives an :class:`~multimodal.models.ensemble.EnsembleModel`."""
         from safetensors.torch import load_model
         from transformers import AutoTokenizer, PreTrainedModel
 
         directory = Path(directory)
+        if (directory / ENSEMBLE_NAME).is_file():
+            from .ensemble import EnsembleModel
+
+            return EnsembleModel.from_pretrained(directory, device=device)
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise ConfigError(WEIGHTS_NAME, f"{weights} does not exist")

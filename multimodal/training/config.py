@@ -72,6 +72,24 @@ class EarlyStoppingConfig(_Section):
         return self.metric != "val_loss"
 
 
+class CalibrationConfig(_Section):
+    """Fitted on the validation split when training ends (``mmdx calibrate`` does it for new data)."""
+
+    method: Literal["temperature", "platt", "isotonic", "none"] = "temperature"
+    error_share: float = Field(0.5, ge=0, le=1, description="share of the validation errors on each side of "
+                               "the threshold that the indeterminate band holds (0: no band)")
+
+
+class AveragingConfig(_Section):
+    """Weight averaging and the top-k checkpoints exported as an ensemble."""
+
+    kind: Literal["none", "ema", "swa"] = "none"
+    ema_decay: float = Field(0.999, gt=0, lt=1)
+    swa_start: float = Field(0.5, ge=0, lt=1, description="SWA: fraction of the steps after which weights are averaged")
+    export_top_k: int = Field(0, ge=0, description="keep the k best evaluations' checkpoints and export them as "
+                              "RUN_DIR/ensemble (needs k >= 2; 0: off)")
+
+
 class LoggingConfig(_Section):
     log_every: int = Field(10, ge=1, description="optimizer steps between TensorBoard scalars")
     tensorboard: bool = True
@@ -87,6 +105,8 @@ class TrainConfig(_Section):
     optim: OptimConfig = OptimConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     logging: LoggingConfig = LoggingConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    averaging: AveragingConfig = AveragingConfig()
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     eval_every: int | None = Field(None, ge=1, description="optimizer steps; None: once per epoch")
     checkpoint_every: int | None = Field(None, ge=1, description="steps between resumable states; None: at each evaluation")

@@ -5,7 +5,9 @@ One code path for one CPU, one GPU, several GPUs (``accelerate launch``) and sev
 resumable state. The run directory holds::
 
     RUN_DIR/config.yaml    the resolved TrainConfig
-    RUN_DIR/best/, last/   model directories (safetensors + config.json with tuned thresholds + tokenizer)
+    RUN_DIR/best/, last/   model directories (safetensors + config.json with tuned thresholds + tokenizer),
+                           calibrated on the validation split at the end (``calibration``)
+    RUN_DIR/top_k/, ensemble/  with ``averaging.export_top_k``: the k best checkpoints, and them as an ensemble
     RUN_DIR/state/         optimizer, scheduler, scaler, RNG and progress, for --resume
     RUN_DIR/tb/            TensorBoard logs
     RUN_DIR/history.jsonl  one line of validation metrics per evaluation
@@ -18,6 +20,7 @@ import logging
 import math
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,9 @@ from multimodal.data.manifest import load_manifest
 from multimodal.evaluation.classification import point_metrics, tune_thresholds
 from multimodal.models.decoder_vocab import build_decoder_vocab
 from multimodal.precision import native_bf16
+from multimodal.training.finish import finish_run
 from multimodal.models.modeling import MultimodalModel
+from multimodal.training.averaging import WeightAverager, keep_top_k
 from multimodal.training.config import OptimConfig, TrainConfig, load_train_config, save_train_config
 from preprocessing.errors import ConfigError
 from preprocessing.text import load_tokenizer
@@ -62,6 +67,7 @@ class Progress:
     best: float | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
     bad_evals: int = 0
+    top_k: list[list[float]] = field(default_factory=list)  # [metric, step] of the kept checkpoints, best first
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -265,6 +271,11 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     scheduler = build_scheduler(optimizer, cfg.optim, total)
     progress = Progress()
     accelerator.register_for_checkpointing(scheduler, progress)
+    averager = None
+    if cfg.averaging.kind != "none":
+        averager = WeightAverager(accelerator.unwrap_model(model), cfg.averaging.kind, cfg.averaging.ema_decay,
+                                  round(cfg.averaging.swa_start * total) if cfg.averaging.kind == "swa" else 0)
+        accelerator.register_for_checkpointing(averager)
     if resume:
         accelerator.load_state(str(run / "state"))
     if cfg.logging.tensorboard:
@@ -292,6 +303,8 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
                 continue
             scheduler.step()
             progress.step += 1
+            if averager is not None:
+                averager.update(accelerator.unwrap_model(model), progress.step)
             bar.update(1)
             bar.set_postfix(loss=f"{out.loss.item():.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
             if progress.step % cfg.logging.log_every == 0:
@@ -299,8 +312,9 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
                                  "lr/head": scheduler.get_last_lr()[0], "lr/encoder": scheduler.get_last_lr()[-1]},
                                 step=progress.step)
             if progress.step % eval_every == 0 or progress.step == total:
-                metrics, thresholds, first = validate(model, val_loader, accelerator, observations)
-                stop = _after_evaluation(accelerator, cfg, run, model, progress, metrics, thresholds, first)
+                with averager.applied(accelerator.unwrap_model(model)) if averager else nullcontext():
+                    metrics, thresholds, first = validate(model, val_loader, accelerator, observations)
+                    stop = _after_evaluation(accelerator, cfg, run, model, progress, metrics, thresholds, first)
             if progress.step % save_every == 0 or progress.step == total or stop or progress.step == halt_at:
                 _save_state(accelerator, run)
             if stop or progress.step >= total or progress.step == halt_at:
@@ -309,6 +323,8 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
             break
     bar.close()
     accelerator.end_training()
+    if accelerator.is_main_process and (stop or progress.step >= total):
+        finish_run(cfg, run, progress.top_k)
     best = run / "best" if (run / "best").is_dir() else None
     return TrainResult(run_dir=run, best=best, last=run / "last", steps=progress.step, metrics=metrics,
                        best_metrics=progress.best_metrics, stopped_early=stop)
@@ -328,6 +344,9 @@ def _after_evaluation(accelerator: Accelerator, cfg: TrainConfig, run: Path, mod
             f.write(json.dumps({"step": progress.step, **metrics}) + "\n")
     _save_model(accelerator, model, thresholds, run / "last")
     value = metrics.get(es.metric)
+    if cfg.averaging.export_top_k and value is not None:
+        progress.top_k = keep_top_k(progress.top_k, value, progress.step, cfg.averaging.export_top_k, es.maximize,
+                                    run / "top_k", lambda path: _save_model(accelerator, model, thresholds, path))
     sign = 1 if es.maximize else -1
     if value is not None and (progress.best is None or sign * (value - progress.best) > es.min_delta):
         progress.best, progress.best_metrics, progress.bad_evals = value, dict(metrics), 0

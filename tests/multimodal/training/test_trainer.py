@@ -101,3 +101,21 @@ def test_ddp_looks_for_unused_parameters_only_when_some_training_study_lacks_fin
     tiny_config["data"]["manifest"] = str(manifest)
     assert choice(load_train_config(tiny_config)) is True
     assert choice(load_train_config(tiny_config, ["ddp_find_unused_parameters=false"])) is False
+
+
+def test_ema_run_is_calibrated_and_exports_its_top_k_checkpoints_as_an_ensemble(tiny_config, tmp_path):
+    from multimodal.models.ensemble import EnsembleModel
+
+    result = train(tiny_config, tmp_path / "run", overrides=["averaging.kind=ema", "averaging.ema_decay=0.5",
+                                                            "averaging.export_top_k=2",
+                                                            "early_stopping.metric=val_loss"])
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "top_k").iterdir()) == ["step-2", "step-4"]
+    ensemble = MultimodalModel.from_pretrained(run / "ensemble")
+    assert isinstance(ensemble, EnsembleModel) and len(ensemble.members) == 2
+    for model_dir in (result.best, result.last, run / "ensemble"):
+        calibration = MultimodalModel.from_pretrained(model_dir).config.calibration
+        assert calibration["method"] == "temperature" and calibration["fitted_on"]["split"] == "val"
+    # The checkpoints hold the averaged weights; the resumable state keeps training's raw ones.
+    raw = load_file(str(run / "state" / "model.safetensors"))
+    assert any(not torch.equal(w, raw[k]) for k, w in _weights(result.last).items() if k in raw)
