@@ -13,6 +13,7 @@ An observation without both classes among its valid validation labels keeps the 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -37,10 +38,10 @@ def fit_temperature(z: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def fit_platt(z: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """``{"a", "b"}`` of ``sigmoid(a z + b)`` by unpenalised logistic regression."""
+    """``{"a", "b"}`` of ``sigmoid(a z + b)`` by unpenalised logistic regression (``C = inf``)."""
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(penalty=None).fit(z[:, None], y)
+    model = LogisticRegression(C=np.inf).fit(z[:, None], y)
     return {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
 
 
@@ -83,8 +84,9 @@ def indeterminate_bands(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray,
     bands = {}
     for d, name in enumerate(observations):
         p, y, t = probs[ok[:, d], d], labels[ok[:, d], d], float(thresholds[d])
-        missed, false_alarm = p[(y == 1) & (p < t)], p[(y == 0) & (p >= t)]
-        low = float(np.quantile(missed, 1 - error_share)) if len(missed) and error_share > 0 else t
-        high = float(np.nextafter(np.quantile(false_alarm, error_share), 1.0)) if len(false_alarm) and error_share > 0 else t
-        bands[name] = [min(low, t), min(max(high, t), 1.0)]
+        missed, false_alarm = np.sort(p[(y == 1) & (p < t)]), np.sort(p[(y == 0) & (p >= t)])
+        k_missed, k_false = (math.ceil(error_share * len(e) - 1e-9) for e in (missed, false_alarm))
+        low = float(missed[-k_missed]) if k_missed else t
+        high = float(min(np.nextafter(false_alarm[k_false - 1], 2.0), 1.0)) if k_false else t
+        bands[name] = [low, high]
     return bands
