@@ -23,8 +23,8 @@ from multimodal.data.dataset import StudyDataset, collate_studies
 from multimodal.data.manifest import load_manifest
 from multimodal.evaluation.caption import caption_metrics
 from multimodal.evaluation.classification import classification_metrics, plot_roc
-from multimodal.evaluation.trust import trust_metrics, trust_summary
 from multimodal.evaluation.region import heatmap_peak, point_in_boxes, pointing_game, save_overlay, tolerance_px, zone_f1
+from multimodal.evaluation.trust import trust_metrics, trust_summary
 from multimodal.inference.tta import with_tta
 from multimodal.models.modeling import MultimodalModel
 from preprocessing.errors import ConfigError
@@ -37,13 +37,15 @@ def predict(model: MultimodalModel, loader: DataLoader, device: torch.device, ge
     """Run the model over a loader; returns stacked numpy arrays and per-study lists.
 
     Keys: ``probs`` (calibrated when the model is) / ``logits`` (raw) / ``uncertainty`` (spread of the
-    model's samples, NaN without) / ``labels`` / ``label_mask`` ``[N, D]``, ``heatmaps`` ``[N, D, h, w]`` (probabilities),
+    model's samples, NaN without) / ``labels`` / ``label_mask`` ``[N, D]``, ``heatmaps``
+    ``[N, D, h, w]`` (probabilities),
     ``zone_probs``/``zone_targets`` ``[N, D, Z]``, ``zone_mask`` ``[N, D]``, ``images`` ``[N, S, S]``
     (first view, normalised), ``study_ids``, ``boxes`` (model-input pixels) and ``generated`` (str or
     None per study), ``uncertainty_method`` (None, ``"ensemble"``, ``"tta"``, ...).
     """
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    keys = ("probs", "logits", "uncertainty", "labels", "label_mask", "heatmaps", "zone_probs", "zone_targets", "zone_mask", "images")
+    keys = ("probs", "logits", "uncertainty", "labels", "label_mask", "heatmaps", "zone_probs", "zone_targets",
+            "zone_mask", "images")
     parts: dict[str, list] = defaultdict(list)
     for batch, meta in tqdm(loader, desc="evaluate", dynamic_ncols=True):
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -51,8 +53,10 @@ def predict(model: MultimodalModel, loader: DataLoader, device: torch.device, ge
         with amp:
             out = model(**inputs)
             texts = model.generate_findings(**inputs) if generate else [None] * len(meta["study_ids"])
-        spread = out.sample_probs.float().std(1) if out.sample_probs is not None else torch.full_like(out.logits, torch.nan)
-        values = {"probs": out.probs, "logits": out.logits, "uncertainty": spread, "labels": batch["labels"], "label_mask": batch["label_mask"],
+        spread = (out.sample_probs.float().std(1) if out.sample_probs is not None
+                  else torch.full_like(out.logits, torch.nan))
+        values = {"probs": out.probs, "logits": out.logits, "uncertainty": spread, "labels": batch["labels"],
+                  "label_mask": batch["label_mask"],
                   "heatmaps": out.heatmaps.sigmoid(), "zone_probs": out.zone_probs,
                   "zone_targets": batch["zone_targets"], "zone_mask": batch["zone_mask"],
                   "images": batch["pixel_values"][:, 0, 0]}
