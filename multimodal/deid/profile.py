@@ -196,8 +196,9 @@ OPTIONS = {o.name: o for o in (
     ProfileOption("retain_safe_private", "113111", "Retain Safe Private Option"),
 )}
 
-# Attributes in no row of the table that mmdx keeps: what an image, its acquisition geometry and
-# exposure, a code and an SR content item need, none of which names a person, place or time.
+# Attributes in no row of the table that mmdx keeps: what a projection radiograph, its geometry
+# and exposure, a code, an SR content item and a graphic annotation need, none of which names a
+# person, place or time. Anything else in no row (CT, MR and RT acquisition details too) is removed.
 KEPT = (
     "SpecificCharacterSet", "ImageType", "SOPClassUID", "Modality", "ConversionType", "Manufacturer",
     "ManufacturerModelName", "SoftwareVersions", "SeriesNumber", "InstanceNumber", "AcquisitionNumber",
@@ -216,7 +217,13 @@ KEPT = (
     "PixelSpacingCalibrationType", "DetectorType", "KVP", "ExposureTime", "XRayTubeCurrent", "Exposure",
     "ExposureInuAs", "DistanceSourceToDetector", "DistanceSourceToPatient", "EstimatedRadiographicMagnificationFactor",
     "FieldOfViewShape", "FieldOfViewDimensions", "Grid", "FilterType", "FocalSpots", "AnodeTargetMaterial",
-    "BodyPartThickness", "ViewCodeSequence", "ViewModifierCodeSequence", "AnatomicRegionSequence", "CodeValue",
+    "BodyPartThickness", "PositionerType", "CassetteOrientation", "CassetteSize", "PlateType", "PhosphorType",
+    "CollimatorShape", "CollimatorLeftVerticalEdge", "CollimatorRightVerticalEdge", "CollimatorUpperHorizontalEdge",
+    "CollimatorLowerHorizontalEdge", "DetectorConfiguration", "ExposureControlMode", "FieldOfViewOrigin",
+    "FieldOfViewRotation", "FieldOfViewHorizontalFlip", "GeneratorPower", "ImageAndFluoroscopyAreaDoseProduct",
+    "Sensitivity", "SpatialResolution", "RelativeXRayExposure", "ExposureIndex", "TargetExposureIndex",
+    "DeviationIndex", "BorderDensity", "ImageOrientationPatient", "ImagePositionPatient", "SliceThickness",
+    "SliceLocation", "DerivationCodeSequence", "PurposeOfReferenceCodeSequence", "ViewCodeSequence", "ViewModifierCodeSequence", "AnatomicRegionSequence", "CodeValue",
     "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning", "ReferencedSOPClassUID", "ReferencedFrameNumber",
     "ValueType", "ConceptNameCodeSequence", "ConceptCodeSequence", "RelationshipType", "ContinuityOfContent",
     "NumericValue", "MeasuredValueSequence", "MeasurementUnitsCodeSequence", "GraphicType", "GraphicData",
