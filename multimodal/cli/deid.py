@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(a: argparse.Namespace) -> int:
     from multimodal.deid.dicom import deidentify_folder
 
-    options = [name for name in OPTION_FLAGS if getattr(a, name)] + ["retain_safe_private"] * bool(a.retain_safe_private)
+    options = [name for name in OPTION_FLAGS if getattr(a, name)]
+    options += ["retain_safe_private"] * bool(a.retain_safe_private)
     summary = deidentify_folder(a.input, a.out, options=options, **given(
         a, salt="salt", allow_burned_in="allow_burned_in", safe_private="retain_safe_private", log_path="log"))
     print_json(summary)

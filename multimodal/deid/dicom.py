@@ -298,13 +298,20 @@ def _read(path: Path, stop_before_pixels: bool = False) -> Dataset:
 
 
 def _check_complete(ds: Dataset, path: Path) -> None:
-    """DicomReadError when uncompressed pixel data is shorter than its header says (a cut-off file)."""
-    if "PixelData" not in ds or ds.file_meta.get("TransferSyntaxUID") is None:
+    """DicomReadError for a cut-off file: nothing parsed (pydicom gives up silently on some), an
+    image header without its pixel data, or uncompressed pixel data shorter than the header says."""
+    if len(ds) == 0:
+        raise DicomReadError(path, "no attribute could be parsed; truncated or damaged")
+    sizes = [ds.get(k) for k in ("Rows", "Columns", "BitsAllocated")]
+    if "PixelData" not in ds:
+        if all(sizes):
+            raise DicomReadError(path, "image header without pixel data; truncated")
         return
-    if ds.file_meta.TransferSyntaxUID.is_compressed:
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax is None or syntax.is_compressed or not all(sizes):
         return
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    expected = ds.Rows * ds.Columns * int(ds.get("SamplesPerPixel", 1)) * frames * ds.BitsAllocated // 8
+    rows, columns, bits = sizes
+    expected = rows * columns * int(ds.get("SamplesPerPixel", 1)) * int(ds.get("NumberOfFrames", 1) or 1) * bits // 8
     if len(ds.PixelData) < expected:
         raise DicomReadError(path, f"pixel data truncated ({len(ds.PixelData)} of {expected} bytes)")
 
@@ -409,8 +416,8 @@ def _one(deid: Deidentifier, path: Path, input: Path, out: Path, written: dict[P
         record["reason"] = str(err)
     except FileExistsError:
         record.update(status="skipped", reason="output exists (an earlier run wrote it); not replaced")
-    except (OSError, ValueError, TypeError, OverflowError) as err:
-        record["reason"] = f"cannot write ({type(err).__name__})"
+    except Exception as err:  # noqa: BLE001 (one bad file is reported and the run goes on; the type, never a value)
+        record["reason"] = f"cannot de-identify or write ({type(err).__name__})"
     else:
         record["status"] = "written"
         written[target] = record["input"]

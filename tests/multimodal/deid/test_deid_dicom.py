@@ -10,7 +10,8 @@ import pydicom
 import pytest
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
 from multimodal.cli import main
 from multimodal.deid.dicom import MAX_NESTING, default_log_path, deidentify_folder
@@ -259,8 +260,14 @@ def test_two_inputs_with_one_sop_instance_uid_write_one_file_and_report_the_othe
     assert records["b.dcm"]["status"] == "skipped" and "a.dcm" in records["b.dcm"]["reason"]
 
 
-def test_a_truncated_input_never_replaces_a_good_output(tmp_path):
-    src = _save(_image(generate_uid(), "1.2.3", "1.2.3.1"), tmp_path / "in" / "a.dcm")
+@pytest.mark.parametrize("encapsulated", [False, True])
+def test_a_truncated_input_never_replaces_a_good_output(tmp_path, encapsulated):
+    ds = _image(generate_uid(), "1.2.3", "1.2.3.1")
+    if encapsulated:  # compressed pixel data: fragments with no length to check against the header
+        ds.file_meta.TransferSyntaxUID = RLELossless
+        ds.PixelData = encapsulate([bytes(range(256)) * 8])
+        ds["PixelData"].VR = "OB"
+    src = _save(ds, tmp_path / "in" / "a.dcm")
     deidentify_folder(tmp_path / "in", tmp_path / "out", salt="k")
     [path] = (tmp_path / "out").rglob("*.dcm")
     good = path.read_bytes()
