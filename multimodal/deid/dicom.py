@@ -3,7 +3,7 @@ and the options asked for), applied at every nesting level, and the folder runne
 
 Each attribute gets the action of its row in :mod:`multimodal.deid.profile` (see ``docs/deid.md``):
 
-- X remove; Z empty (PatientID and PatientName get a keyed pseudonym instead, which Z allows, so
+- X remove; Z empty (PatientID and PatientName get one keyed pseudonym instead, which Z allows, so
   one patient keeps one ID); D a dummy value of the attribute's VR (sequences and binary values are
   removed); U a keyed UID, whatever the VR it was stored with; K keep; C clean: dates shifted by a
   per-patient offset, free text through :func:`multimodal.deid.text.scrub_text`, AE titles
@@ -139,6 +139,9 @@ class Deidentifier:
             self._clean(ds, 0)
         except RecursionError as err:
             raise DeidError(f"sequences nested deeper than Python's recursion limit ({MAX_NESTING} allowed)") from err
+        # Z allows a dummy: one pseudonym per patient links a patient's studies, and marks the
+        # dataset as done (its dates are not shifted again).
+        ds.PatientID = ds.PatientName = self._patient
         for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"):
             if not ds.get(keyword):
                 raise DeidError(f"no {keyword}")
@@ -211,13 +214,9 @@ class Deidentifier:
             return self._map(elem.value, self._pseudonyms.token)
         return 0
 
-    def _empty(self, elem: DataElement) -> None:
-        if elem.keyword == "PatientID":
-            elem.value = self._pseudonyms.token(str(elem.value or ""))
-        elif elem.keyword == "PatientName":
-            elem.value = self._patient
-        else:
-            elem.value = [] if elem.VR == "SQ" else None
+    @staticmethod
+    def _empty(elem: DataElement) -> None:
+        elem.value = [] if elem.VR == "SQ" else None
 
     def _clean_value(self, ds: Dataset, elem: DataElement, depth: int) -> None:
         vr = elem.VR
@@ -345,7 +344,7 @@ def _write_exclusive(ds: Dataset, target: Path) -> None:
 def default_log_path(out: str | Path) -> Path:
     """``<out>.deid-log.jsonl`` beside the output folder: the log names input files, whose names
     may identify patients, so it stays out of what is shared."""
-    out = Path(out)
+    out = Path(out).resolve()
     return out.parent / f"{out.name}.deid-log.jsonl"
 
 
