@@ -167,7 +167,7 @@ OPTION_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "clean_graphics": {
         "C": (
-            "GraphicAnnotationSequence"
+            "GraphicAnnotationSequence",
         ),
     },
 }

@@ -167,13 +167,36 @@ def test_options_keep_only_what_their_columns_keep(tmp_path):
     times = {k for k in OPTION_COLUMNS["retain_modified_dates"]["C"]
              if dictionary_VR(tag_for_keyword(k)) == "TM"}
     survivors = _survivors(ds, markers)
-    assert {s.split(">")[-1] for s in survivors} <= kept | times | {"PatientName (in a sequence)"}
+    assert {s.split(">")[-1] for s in survivors} <= kept | times
     assert {"PatientAge", "PatientWeight", "DeviceSerialNumber", "StationName"} <= survivors
     assert ds.ImageComments == "[NAME]" and ds.SeriesDescription == "[NAME]"  # Clean Descriptors
     assert ds.PatientBirthDate == "" and ds.AcquisitionDate not in ("", "19770707")  # Z stays Z; C shifts
     assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == [
         "113100", "113107", "113108", "113109", "113105", "113104", "113103"]
     assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+
+
+def test_option_columns_name_rows_of_the_table():
+    for name, column in OPTION_COLUMNS.items():
+        assert name in OPTIONS and set(column) <= {"K", "C"}
+        for keywords in column.values():
+            assert isinstance(keywords, tuple) and all(tag_for_keyword(k) in BASIC for k in keywords)
+
+
+def test_clean_graphics_and_structured_content_keep_their_sequences_with_the_text_scrubbed(tmp_path):
+    text, graphic, content = Dataset(), Dataset(), Dataset()
+    text.UnformattedTextValue = "Dr. Quinn 03/14/2023"
+    graphic.TextObjectSequence, graphic.GraphicLayer = [text], "LAYER1"
+    content.ValueType, content.TextValue, content.PersonName = "TEXT", "Discussed with Dr. Quinn", "Quinn^Harriet"
+    ds = _image(generate_uid(), "1.2.3", "1.2.3.1", GraphicAnnotationSequence=[graphic], ContentSequence=[content])
+    _save(ds, tmp_path / "in" / "a.dcm")
+    deidentify_folder(tmp_path / "in", tmp_path / "basic", salt="k")
+    assert {"GraphicAnnotationSequence", "ContentSequence"}.isdisjoint(_outputs(tmp_path / "basic")[0].dir())
+    deidentify_folder(tmp_path / "in", tmp_path / "out", salt="k", options=["clean_graphics", "clean_structured_content"])
+    [out] = _outputs(tmp_path / "out")
+    assert out.GraphicAnnotationSequence[0].TextObjectSequence[0].UnformattedTextValue == "[NAME] [DATE]"
+    item = out.ContentSequence[0]
+    assert item.TextValue == "Discussed with [NAME]" and "Quinn" not in str(item.PersonName)
 
 
 def test_ordinary_study_loses_its_identifiers_and_keeps_its_pixels(tmp_path):
