@@ -167,18 +167,14 @@ class Deidentifier:
         if depth > MAX_NESTING:
             raise DeidError(f"sequences nested deeper than {MAX_NESTING} levels")
         for tag in list(ds.keys()):
-            if tag.is_private:
-                if not self._keep_private(ds, tag):
-                    del ds[tag]
-                continue
-            action = self.profile.action(tag)
-            if action is None:
-                if tag not in self.profile.kept:
-                    del ds[tag]
-                elif ds[tag].VR == "SQ":
-                    self._clean_items(ds[tag], depth)
-                continue
-            self._apply(ds, ds[tag], action, depth)
+            action = self.profile.action(tag) if not tag.is_private else None
+            kept = self._keep_private(ds, tag) if tag.is_private else tag in self.profile.kept
+            if action is not None:
+                self._apply(ds, ds[tag], action, depth)
+            elif not kept:
+                del ds[tag]
+            elif ds[tag].VR == "SQ":  # a kept sequence's items are cleaned like the top level
+                self._clean_items(ds[tag], depth)
 
     def _clean_items(self, elem: DataElement, depth: int) -> None:
         for item in elem.value:
