@@ -364,14 +364,16 @@ def deidentify_folder(input: str | Path, out: str | Path, salt: str | None = Non
     if not input.is_dir():
         raise DicomReadError(input, "input folder does not exist")
     deid = Deidentifier(salt, options, allow_burned_in, safe_private)
-    files = list(_files(input))
+    log_path = Path(log_path) if log_path is not None else default_log_path(out)
+    # An output folder or log inside the input folder is not input (a rerun would read it back).
+    ours = (out.resolve(), log_path.resolve())
+    files = [p for p in _files(input) if not (p.resolve().is_relative_to(ours[0]) or p.resolve() == ours[1])]
     for path in files:
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:  # noqa: BLE001 (unreadable files are reported in the log below)
             continue
         deid.check(header, path)
-    log_path = Path(log_path) if log_path is not None else default_log_path(out)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     counts = {"written": 0, "skipped": 0, "failed": 0, "burned_in": 0, "burned_in_suspected": 0}

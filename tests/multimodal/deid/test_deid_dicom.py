@@ -271,6 +271,14 @@ def test_uid_stored_as_a_path_cannot_escape_the_output_folder(tmp_path):
     assert outside == {default_log_path(tmp_path / "deep" / "out")}
 
 
+def test_an_output_folder_inside_the_input_is_not_read_back(tmp_path):
+    _write_study(tmp_path)
+    for _ in range(2):
+        summary = deidentify_folder(tmp_path, tmp_path / "out", salt="k")
+    assert summary["skipped"] == 2 and summary["failed"] == 0  # the rerun finds its outputs written
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2
+
+
 def test_two_inputs_with_one_sop_instance_uid_write_one_file_and_report_the_other(tmp_path):
     sop = generate_uid()
     _save(_image(sop, "1.2.3", "1.2.3.1", 0), tmp_path / "in" / "a.dcm")
@@ -358,7 +366,8 @@ def test_retain_safe_private_keeps_only_the_named_private_attributes(tmp_path):
     block.add_new(0x11, "LO", "Doe^Jane")
     ds.private_block(0x0011, "ACME PRIVATE", create=True).add_new(0x10, "DS", "1.5")
     _save(ds, tmp_path / "in" / "a.dcm")
-    deidentify_folder(tmp_path / "in", tmp_path / "out", salt="k", options=["retain_safe_private"],
-                      safe_private=[(0x0019, "SAFE VENDOR", 0x10)])
+    assert main(["deid", "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 "--retain-safe-private", "0019,SAFE VENDOR,10"]) == 0
     [out] = _outputs(tmp_path / "out")
+    assert out.DeidentificationMethodCodeSequence[-1].CodeValue == "113111"
     assert sorted(element.tag for element in out if element.tag.is_private) == [0x00190010, 0x00191010]
