@@ -305,8 +305,12 @@ def _check_complete(ds: Dataset, path: Path) -> None:
     syntax = ds.file_meta.get("TransferSyntaxUID")
     if syntax is None or syntax.is_compressed or not all(sizes):
         return
+    try:
+        samples, frames = int(ds.get("SamplesPerPixel", 1)), int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as err:
+        raise DicomReadError(path, "SamplesPerPixel or NumberOfFrames is not a number") from err
     rows, columns, bits = sizes
-    expected = rows * columns * int(ds.get("SamplesPerPixel", 1)) * int(ds.get("NumberOfFrames", 1) or 1) * bits // 8
+    expected = rows * columns * samples * frames * bits // 8
     if len(ds.PixelData) < expected:
         raise DicomReadError(path, f"pixel data truncated ({len(ds.PixelData)} of {expected} bytes)")
 

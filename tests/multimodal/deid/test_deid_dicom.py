@@ -331,6 +331,18 @@ def test_every_input_is_accounted_for_and_deep_nesting_fails_alone(tmp_path):
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom, on the corpus's deliberately broken files
+def test_every_file_of_pydicoms_test_corpus_is_accounted_for(tmp_path):
+    """pydicom's own test files: odd transfer syntaxes, broken VRs, missing meta, truncation."""
+    corpus = Path(pydicom.data.data_manager.DATA_ROOT) / "test_files"
+    files = {p.relative_to(corpus).as_posix() for p in corpus.rglob("*") if p.is_file()}
+    summary = deidentify_folder(corpus, tmp_path / "out", salt="k", allow_burned_in=True)
+    records = _log(tmp_path / "out")
+    assert {r["input"] for r in records} == files and len(records) == len(files)
+    assert summary["written"] == len(list((tmp_path / "out").rglob("*.dcm"))) > 50
+    assert all(r["reason"] for r in records if r["status"] != "written")
+
+
 def test_burned_in_annotation_is_refused_unless_allowed(tmp_path):
     _write_study(tmp_path / "in", burned_in="YES")
     with pytest.raises(UnsupportedImageError, match="BurnedInAnnotation"):
