@@ -54,6 +54,8 @@ MAX_NESTING = 32
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 BURNED_IN_MODALITIES = ("US", "ES", "XC", "OT")
 
+NOT_DICOM = "not a DICOM file"  # the one read outcome that is a skip, not a failure
+
 _TEXT_VRS = ("LO", "SH", "ST", "LT", "UT", "UC")
 _BINARY_VRS = ("OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ")
 _DUMMY = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000D", "IS": "0", "DS": "0"}
@@ -282,7 +284,7 @@ def _read(path: Path, stop_before_pixels: bool = False) -> Dataset:
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError as err:
-        raise DicomReadError(path, "not a DICOM file") from err
+        raise DicomReadError(path, NOT_DICOM) from err
     except RecursionError as err:
         raise DicomReadError(path, "sequences nested too deeply to parse") from err
     except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, NotImplementedError) as err:
@@ -403,7 +405,7 @@ def _one(deid: Deidentifier, path: Path, input: Path, out: Path, written: dict[P
     try:
         ds = _read(path)
     except DicomReadError as err:
-        record.update(status="skipped" if err.reason == "not a DICOM file" else "failed", reason=err.reason)
+        record.update(status="skipped" if err.reason == NOT_DICOM else "failed", reason=err.reason)
         return record
     record["flags"] = ["burned_in"] * (_burned_in(ds) == "YES") + ["burned_in_suspected"] * burned_in_suspected(ds)
     try:
