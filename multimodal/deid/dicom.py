@@ -9,7 +9,8 @@ Each attribute gets the action of its row in :mod:`multimodal.deid.profile` (see
   per-patient offset, free text through :func:`multimodal.deid.text.scrub_text`, AE titles
   pseudonymised, sequences cleaned item by item;
 - combined actions take the emptiest choice that keeps the attribute's presence: X/Z, X/Z/D and
-  Z/D empty, X/D removes, X/Z/U* keeps the references with their UIDs replaced;
+  Z/D empty (a Z/D date or time gets the dummy, since ContentDate is type 1 in SR and DX), X/D
+  removes, X/Z/U* keeps the references with their UIDs replaced;
 - attributes in no row are removed unless :data:`~multimodal.deid.profile.KEPT` lists them; private
   attributes are removed unless Retain Safe Private names them.
 
@@ -188,6 +189,8 @@ class Deidentifier:
             del ds[elem.tag]
         elif action == "K" and vr == "SQ":
             self._clean_items(elem, depth)
+        elif action == "Z/D" and vr in ("DA", "DT", "TM"):  # D keeps a type 1 ContentDate (SR, DX) valid
+            elem.value = _DUMMY[vr]
         elif action in ("Z", "Z/D", "X/Z", "X/Z/D"):
             self._empty(elem)
         elif action == "D":
