@@ -144,7 +144,7 @@ class Deidentifier:
             raise DeidError(f"sequences nested deeper than Python's recursion limit ({MAX_NESTING} allowed)") from err
         # Z allows a dummy: one pseudonym per patient links a patient's studies, and marks the
         # dataset as done (its dates are not shifted again).
-        ds.PatientID = ds.PatientName = self._patient
+        ds.PatientID, ds.PatientName = self._patient, f"{self._patient}^"  # PN: family name component
         for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"):
             if not ds.get(keyword):
                 raise DeidError(f"no {keyword}")
