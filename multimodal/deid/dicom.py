@@ -154,7 +154,7 @@ class Deidentifier:
         meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
         ds.file_meta = meta
         ds.PatientIdentityRemoved = "YES" if self.identity_removed(ds) else "NO"
-        ds.DeidentificationMethod = f"mmdx deid, {TABLE_SOURCE}"[:64]
+        ds.DeidentificationMethod = f"mmdx deid, {TABLE_SOURCE}"[:64]  # LO; the code sequence says the rest
         ds.DeidentificationMethodCodeSequence = [_code(o.code, o.meaning) for o in self.profile.codes]
         dates = "retain_modified_dates" in self.profile.options
         ds.LongitudinalTemporalInformationModified = "MODIFIED" if dates else "REMOVED"

@@ -20,7 +20,7 @@ from importlib.metadata import version
 from dicomanonymizer.dicom_anonymization_databases import dicomfields_2024b as _table
 from pydicom.datadict import tag_for_keyword
 
-TABLE_SOURCE = f"DICOM PS3.15 2024b Table E.1-1 (dicom-anonymizer {version('dicom-anonymizer')})"
+TABLE_SOURCE = f"PS3.15 2024b Table E.1-1 (dicom-anonymizer {version('dicom-anonymizer')})"
 
 # dicom-anonymizer's lists, one per action of the Basic Profile column.
 _BASIC_LISTS = {"D": "D_TAGS", "Z": "Z_TAGS", "X": "X_TAGS", "U": "U_TAGS", "Z/D": "Z_D_TAGS", "X/Z": "X_Z_TAGS",
@@ -232,7 +232,8 @@ KEPT = (
     "CompletionFlag", "VerificationFlag", "PreliminaryFlag", "FloatingPointValue", "ReferencedSOPSequence",
     "ReferencedSeriesSequence", "CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence",
     "PerformedProcedureCodeSequence", "CodingSchemeIdentificationSequence", "CodingSchemeName",
-    "CodingSchemeResponsibleOrganization", "ContributingEquipmentSequence", "GraphicLayer", "GraphicAnnotationUnits", "GraphicDimensions",
+    "CodingSchemeResponsibleOrganization", "ContributingEquipmentSequence", "GraphicLayer", "GraphicAnnotationUnits",
+    "GraphicDimensions",
     "NumberOfGraphicPoints", "GraphicFilled", "GraphicObjectSequence", "TextObjectSequence",
     "BoundingBoxAnnotationUnits", "BoundingBoxTopLeftHandCorner", "BoundingBoxBottomRightHandCorner",
     "BoundingBoxTextHorizontalJustification", "AnchorPointAnnotationUnits", "AnchorPoint", "AnchorPointVisibility",

@@ -192,7 +192,8 @@ def test_clean_graphics_and_structured_content_keep_their_sequences_with_the_tex
     _save(ds, tmp_path / "in" / "a.dcm")
     deidentify_folder(tmp_path / "in", tmp_path / "basic", salt="k")
     assert {"GraphicAnnotationSequence", "ContentSequence"}.isdisjoint(_outputs(tmp_path / "basic")[0].dir())
-    deidentify_folder(tmp_path / "in", tmp_path / "out", salt="k", options=["clean_graphics", "clean_structured_content"])
+    options = ["clean_graphics", "clean_structured_content"]
+    deidentify_folder(tmp_path / "in", tmp_path / "out", salt="k", options=options)
     [out] = _outputs(tmp_path / "out")
     assert out.GraphicAnnotationSequence[0].TextObjectSequence[0].UnformattedTextValue == "[NAME] [DATE]"
     item = out.ContentSequence[0]
