@@ -1,8 +1,9 @@
 """PS3.15 Table E.1-1, the Basic Application Level Confidentiality Profile, as data.
 
 The Basic Profile column (every row of the 2024b table with its action: D, Z, X, U and the combined
-X/Z, X/D, Z/D, X/Z/D, X/Z/U*) comes from dicom-anonymizer (Kitware, BSD), which generates its
-``dicomfields_2024b`` from the published table; it is read at import, not copied. The option
+X/Z, X/D, Z/D, X/Z/D, X/Z/U*) comes from dicom-anonymizer (Kitware, BSD), whose
+``dicomfields_2024b`` transcribes the published 2024b table (its header links the page); it is read
+at import, not copied. The option
 columns mmdx offers (:data:`OPTION_COLUMNS`) are the standard's K (keep) and C (clean) entries for
 those options, for the rows of the 2024b table; they were generated from the scrape of the
 published table in idiscore 1.2.0 (2024-09-19; not a dependency) and are checked against the Basic

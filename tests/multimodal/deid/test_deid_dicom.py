@@ -15,7 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
 from multimodal.cli import main
 from multimodal.deid.dicom import MAX_NESTING, default_log_path, deidentify_folder
-from multimodal.deid.profile import BASIC, OPTION_COLUMNS, OPTIONS
+from multimodal.deid.profile import BASIC, OPTION_COLUMNS, OPTIONS, REPEATING, TABLE_SOURCE
 from preprocessing.errors import UnsupportedImageError
 
 # Identifying values of an ordinary radiograph; none may survive anywhere in the output bytes.
@@ -174,6 +174,13 @@ def test_options_keep_only_what_their_columns_keep(tmp_path):
     assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == [
         "113100", "113107", "113108", "113109", "113105", "113104", "113103"]
     assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+
+
+def test_the_table_is_the_standards_2024b_table():
+    assert TABLE_SOURCE.startswith("PS3.15 2024b Table E.1-1")
+    assert len(BASIC) + len(REPEATING) >= 600 and all(keyword_for_tag(tag) for tag in BASIC)
+    assert set(BASIC.values()) == {"D", "Z", "X", "U", "Z/D", "X/Z", "X/D", "X/Z/D", "X/Z/U*"}
+    assert BASIC[tag_for_keyword("StationAETitle")] == "X" and BASIC[tag_for_keyword("StudyInstanceUID")] == "U"
 
 
 def test_option_columns_name_rows_of_the_table():
