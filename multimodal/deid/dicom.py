@@ -395,6 +395,7 @@ def deidentify_folder(input: str | Path, out: str | Path, salt: str | None = Non
                 counts[flag] += 1
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
+            os.fsync(log_file.fileno())  # the line is on disk before the next file starts
     if counts["burned_in"]:
         log.warning("%d images carry burned-in annotation; their pixels were copied unchanged", counts["burned_in"])
     return {"input": str(input), "out": str(out), "log": str(log_path), **counts,
