@@ -10,7 +10,8 @@ from multimodal.cli._common import add_command, given, print_json
 OPTION_FLAGS = {
     "retain_modified_dates": "shift dates per patient (Retain Longitudinal Temporal Information with Modified "
                              "Dates); default: dates emptied or removed",
-    "retain_patient_characteristics": "keep age, sex, size, weight, ethnic group, smoking and pregnancy status; default: removed",
+    "retain_patient_characteristics": "keep age, sex, size, weight, ethnic group, smoking and pregnancy status; "
+                                      "default: removed",
     "retain_device_identity": "keep device serial numbers, station names and detector IDs; default: removed",
     "clean_descriptors": "keep descriptions and comments with names, dates and IDs scrubbed from the text; "
                          "default: removed",
