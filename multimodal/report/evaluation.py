@@ -1,7 +1,8 @@
 """The evaluation page's content, from an ``mmdx evaluate`` folder: ``metrics.json`` for the numbers
 with their intervals, ``predictions.npz`` for ROC and precision-recall curves, the reliability
-diagram and the confusion counts at the model's tuned thresholds, ``pointing.jsonl`` and
-``overlays/`` for the best and worst pointing examples. Missing files leave their section out.
+diagram (:mod:`multimodal.evaluation.figures`) and the confusion counts at the model's tuned
+thresholds, ``pointing.jsonl`` and ``overlays/`` for the best and worst pointing examples. Missing
+files leave their section out.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from multimodal.evaluation.classification import valid_mask
+from multimodal.evaluation.figures import pr_figure, reliability_figure, roc_figure, save_figure
 from multimodal.inference.results import read_jsonl
 from preprocessing.errors import MmdxError
 
-RELIABILITY_BINS = 10
 POINTING_EXAMPLES = 4  # best and worst each
 
 
@@ -50,9 +52,9 @@ def evaluation_context(eval_dir: Path, out: Path) -> dict[str, Any]:
 def confusion_counts(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, observations: list[str],
                      thresholds: dict[str, float]) -> list[dict[str, Any]]:
     """Per observation: TP, FP, FN, TN at its tuned threshold, over studies with a certain label (0 or 1)."""
-    rows = []
+    ok, rows = valid_mask(labels, mask), []
     for d, name in enumerate(observations):
-        valid = mask[:, d] & (labels[:, d] >= 0)
+        valid = ok[:, d]
         truth, called = labels[valid, d] == 1, probs[valid, d] >= thresholds.get(name, 0.5)
         rows.append({"observation": name, "threshold": thresholds.get(name, 0.5),
                      "tp": int((truth & called).sum()), "fp": int((~truth & called).sum()),
@@ -60,56 +62,13 @@ def confusion_counts(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, ob
     return rows
 
 
-def reliability(probs: np.ndarray, truth: np.ndarray, bins: int = RELIABILITY_BINS) -> list[tuple[float, float, int]]:
-    """(mean predicted probability, observed frequency, count) per non-empty equal-width bin."""
-    index = np.minimum((probs * bins).astype(int), bins - 1)
-    return [(float(probs[index == b].mean()), float(truth[index == b].mean()), int((index == b).sum()))
-            for b in range(bins) if (index == b).any()]
-
-
 def _curves(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, observations: list[str], folder: Path
             ) -> list[tuple[str, str]]:
-    """ROC, precision-recall (one line per observation with both classes) and the pooled reliability diagram."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
-
-    fig_roc, ax_roc = plt.subplots(figsize=(5, 5))
-    fig_pr, ax_pr = plt.subplots(figsize=(5, 5))
-    pooled_p, pooled_y = [], []
-    for d, name in enumerate(observations):
-        valid = mask[:, d] & (labels[:, d] >= 0)
-        p, y = probs[valid, d], labels[valid, d] == 1
-        pooled_p.append(p), pooled_y.append(y)
-        if y.all() or not y.any():
-            continue
-        fpr, tpr, _ = roc_curve(y, p)
-        ax_roc.plot(fpr, tpr, label=f"{name} ({roc_auc_score(y, p):.3f})")
-        precision, recall, _ = precision_recall_curve(y, p)
-        ax_pr.plot(recall, precision, label=f"{name} ({average_precision_score(y, p):.3f})")
-    ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (AUROC)")
-    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall (AP)")
-    fig_rel, ax_rel = plt.subplots(figsize=(5, 5))
-    points = reliability(np.concatenate(pooled_p), np.concatenate(pooled_y).astype(float))
-    ax_rel.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax_rel.plot([m for m, _, _ in points], [f for _, f, _ in points], "o-")
-    for m, f, n in points:
-        ax_rel.annotate(str(n), (m, f), fontsize=7, xytext=(3, -9), textcoords="offset points")
-    ax_rel.set(xlabel="mean predicted probability", ylabel="observed frequency",
-               title="Reliability (all observations; n per bin)", xlim=(0, 1), ylim=(0, 1))
-    figures = []
-    for fig, ax, title, name in ((fig_roc, ax_roc, "ROC curves", "roc.png"), (fig_pr, ax_pr, "Precision-recall curves", "pr.png"),
-                                 (fig_rel, ax_rel, "Reliability diagram", "reliability.png")):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right" if name == "roc.png" else "lower left")
-        fig.tight_layout()
-        fig.savefig(folder / name, dpi=100)
-        plt.close(fig)
-        figures.append((title, f"eval/{name}"))
-    return figures
+    """ROC and precision-recall curves and the pooled reliability diagram as PNGs; (title, path) each."""
+    figures = [("ROC curves", "roc.png", roc_figure(probs, labels, mask, observations)),
+               ("Precision-recall curves", "pr.png", pr_figure(probs, labels, mask, observations)),
+               ("Reliability diagram", "reliability.png", reliability_figure(probs, labels, mask))]
+    return [(title, f"eval/{save_figure(fig, folder / name).name}") for title, name, fig in figures]
 
 
 def _pointing_examples(eval_dir: Path, folder: Path) -> dict[str, list[dict]]:

@@ -10,7 +10,7 @@ import pytest
 
 from multimodal.inference.results import SourceImage, read_jsonl
 from multimodal.report import write_report
-from multimodal.report.evaluation import confusion_counts, reliability
+from multimodal.report.evaluation import confusion_counts
 from multimodal.report.images import overlay_box
 from preprocessing.errors import MmdxError
 
@@ -89,7 +89,3 @@ def test_overlay_box_mirrors_a_flipped_axis_back_to_the_displayed_view():
     flipped = SourceImage("a.dcm", rows=100, columns=200, square_to_pixels=(-200.0, 200.0, 200.0, -50.0))
     assert overlay_box(flipped)["left"] == 0.0 and overlay_box(flipped)["width"] == 100.0
 
-
-def test_reliability_bins_hold_mean_probability_and_observed_frequency():
-    probs = np.array([0.05, 0.05, 0.95, 0.95])
-    assert reliability(probs, np.array([0.0, 1.0, 1.0, 1.0])) == [(0.05, 0.5, 2), (0.95, 1.0, 2)]
