@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from multimodal.calibration.fit import fit_calibration, indeterminate_bands
 from multimodal.cli import main
 from multimodal.data.phantom import write_phantom_dataset
-from multimodal.evaluation.calibration import adaptive_ece, calibration_metrics
 from multimodal.evaluation.evaluate import evaluate
-from multimodal.models.calibration import calibrated_probs, decide
+from multimodal.inference import Predictor
+from multimodal.models.calibration import calibrated_probs
 from multimodal.models.configuration import MultimodalConfig
 from multimodal.models.modeling import MultimodalModel
-from preprocessing.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +52,21 @@ def test_calibration_lowers_ece_of_an_overconfident_model(overconfident, tmp_pat
     assert (tmp_path / "e1" / "reliability.png").stat().st_size > 0
     assert json.loads((model_dir / "config.json").read_text())["calibration"] is None  # the source is untouched
     assert metrics["summary"]["macro_ece"] == ece1 and before["summary"]["macro_ece"] == ece0
+
+
+def test_a_calibrated_directory_reports_calibrated_probabilities_everywhere(overconfident, tmp_path):
+    model_dir, manifest = overconfident
+    assert main(["calibrate", "--model", str(model_dir), "--manifest", str(manifest), "--split", "train",
+                 "--out", str(tmp_path / "cal"), "--method", "platt", "--error-share", "0"]) == 0
+    model = MultimodalModel.from_pretrained(tmp_path / "cal")
+    assert model.config.calibration["indeterminate"]["Cardiomegaly"] == [model.config.thresholds["Cardiomegaly"]] * 2
+    image = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+    predictor = Predictor.from_pretrained(tmp_path / "cal", device="cpu")
+    inputs = predictor.batch_inputs([predictor.prepare(image)])
+    with torch.no_grad():
+        out = model(**inputs)
+    expected = calibrated_probs(out.logits, model.config.calibration, model.config.observations)
+    torch.testing.assert_close(out.probs, expected)
+    assert not torch.allclose(out.probs, out.logits.sigmoid())  # the raw logits are still the raw ones
+    result = predictor.predict(image, generate=False)
+    assert [o.probability for o in result.observations.values()] == pytest.approx(expected[0].tolist(), abs=1e-5)

@@ -101,3 +101,15 @@ def test_a_changed_member_is_refused(ensemble, tmp_path):
         build_ensemble(members[:2], root / "E")
     with pytest.raises(ConfigError, match="--weights"):
         build_ensemble(members[:2], tmp_path / "W", weights=[1.0, -1.0])
+
+
+def test_pacs_scoring_takes_an_ensemble_directory(ensemble):
+    import pydicom
+
+    from multimodal.pacs.scoring import load_scorer
+
+    root, _, manifest = ensemble
+    study = sorted((manifest.parent / "dicom").iterdir())[0]
+    datasets = [pydicom.dcmread(p) for p in sorted(study.glob("*.dcm"))]
+    sr = load_scorer(root / "E", device="cpu")(datasets)
+    assert sr.StudyInstanceUID == datasets[0].StudyInstanceUID and sr.SeriesDescription.startswith("mmdx-ensemble")
