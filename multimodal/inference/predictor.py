@@ -172,16 +172,15 @@ class Predictor:
                 findings = self.model.generate_findings(**batch, num_beams=self.num_beams)
         t2 = time.perf_counter()
         per_study = {"model": (t1 - t0) * 1e3 / len(prepared), "generate": (t2 - t1) * 1e3 / len(prepared)}
-        results = [self._result(p, probs[i], zone_probs[i], heatmaps[i], findings[i], per_study,
-                                None if spread is None else spread[i]) for i, p in enumerate(prepared)]
-        for result in results:
-            result.uncertainty_method = output.uncertainty_method
-        return results
+        return [self._result(p, probs[i], zone_probs[i], heatmaps[i], findings[i], per_study,
+                             None if spread is None else spread[i], output.uncertainty_method)
+                for i, p in enumerate(prepared)]
 
     def _result(self, prepared: PreparedStudy, probs: np.ndarray, zone_probs: np.ndarray, heatmaps: np.ndarray,
-                findings: str | None, timings: dict[str, float], spread: np.ndarray | None = None) -> StudyResult:
+                findings: str | None, timings: dict[str, float], spread: np.ndarray | None = None,
+                uncertainty_method: str | None = None) -> StudyResult:
         """Decisions, zones and peaks of one study. probs ``[D]``, zone_probs ``[D, Z]``, heatmaps
-        ``[D, h, w]``, spread ``[D]`` (the uncertainty) or None."""
+        ``[D, h, w]``, spread ``[D]`` (the uncertainty, from ``uncertainty_method``'s samples) or None."""
         zones = self.config.zones
         h, w = heatmaps.shape[1:]
         frontal = prepared.sources[0]
@@ -206,4 +205,5 @@ class Predictor:
                            model=dict(self.model_info), timings_ms={**prepared.timings_ms, **timings},
                            heatmaps=heatmaps.astype(np.float32),
                            failed=[{"path": e.path, "reason": e.reason} for e in prepared.failed],
-                           skipped=[{"path": e.path, "reason": e.reason} for e in prepared.skipped])
+                           skipped=[{"path": e.path, "reason": e.reason} for e in prepared.skipped],
+                           uncertainty_method=uncertainty_method)
