@@ -104,12 +104,17 @@ def candidates_for(views: Sequence[View]) -> list[Candidate]:
         if isinstance(view, np.ndarray):
             candidates.append(Candidate(view, f"<array {k}>"))
         elif isinstance(view, Dataset):
-            name = getattr(view, "filename", None)
-            name = name if isinstance(name, str) else f"<dataset {view.get('SOPInstanceUID', k)}>"
-            candidates.append(Candidate(view, name, _view_or_unknown(view)))
+            candidates.append(Candidate(view, dataset_name(view, k), _view_or_unknown(view)))
         else:
             candidates.append(Candidate(view, str(view), _file_view(Path(view))))
     return candidates
+
+
+def dataset_name(ds: Dataset, index: int) -> str:
+    """How results name an in-memory view: its file name when read from one, else
+    ``<dataset SOPInstanceUID>`` (``<dataset INDEX>`` without one)."""
+    filename = getattr(ds, "filename", None)
+    return filename if isinstance(filename, str) else f"<dataset {ds.get('SOPInstanceUID', index)}>"
 
 
 def prepare_candidates(candidates: Sequence[Candidate], image_size: int, max_views: int, study_id: str | None,
