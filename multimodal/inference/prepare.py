@@ -83,9 +83,11 @@ def prepare_study(study: StudyInput, image_size: int, max_views: int, keep_heade
     """Choose, decode and preprocess the views of ``study`` by the view rule
     (:mod:`preprocessing.views`): at most ``max_views``, a failed frontal replaced by the next one.
 
+    Files whose header discovery did not read (manifest studies) have it read here first.
     Raises :class:`StudyReadError` when no file of the study can be used.
     """
-    return prepare_candidates(study.candidates(), image_size, max_views, study.study_id, study.text,
+    candidates = study.candidates() if study.views else candidates_for(study.paths)
+    return prepare_candidates(candidates, image_size, max_views, study.study_id, study.text,
                               study.study_instance_uid, keep_headers)
 
 
