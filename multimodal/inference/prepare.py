@@ -36,6 +36,8 @@ from preprocessing.views import VIEW_TAGS, Candidate, ViewInfo, choose_views, vi
 View = str | os.PathLike | Dataset | np.ndarray
 # Header elements larger than this (overlays, LUTs, private blobs) are not sent with a study.
 _MAX_HEADER_VALUE = 16 * 1024
+# Code sequences (a view, an anatomic region) nest two levels; deeper ones are not sent.
+_MAX_SEQUENCE_DEPTH = 2
 
 
 @dataclass
@@ -194,20 +196,34 @@ def prepared_study(study_id: str | None, views: list[tuple[Radiograph, float, Vi
 
 
 def sr_header(ds: Dataset) -> Dataset:
-    """The part of a DICOM header a Structured Report copies: top-level elements without sequences,
-    private tags or bulk values (> 16 KiB), and the file meta. Small and flat, so it pickles
-    between processes whatever the source holds (a file with 100 nested sequences once broke that)."""
+    """The part of a DICOM header a Structured Report may copy: top-level elements, sequences at
+    most ``_MAX_SEQUENCE_DEPTH`` deep (code sequences), no private tags, overlays or bulk values
+    (> 16 KiB), and the file meta. Small and shallow, so it pickles between processes whatever the
+    source holds (a file with 100 nested sequences once broke that)."""
     header = Dataset()
-    for tag, element in ds.items():
-        if tag.is_private or tag.group >= 0x6000 or _vr(element) in ("SQ", None):
+    for tag, raw in ds.items():
+        if tag.is_private or tag.group >= 0x6000 or _vr(raw) is None:
             continue
-        value = getattr(element, "value", None)
+        try:
+            element = ds[tag]
+            value = element.value
+            if element.VR == "SQ" and not _shallow(value, _MAX_SEQUENCE_DEPTH):
+                continue
+        except Exception:  # noqa: BLE001 - a value that does not parse is not copied
+            continue
         if isinstance(value, (bytes, bytearray)) and len(value) > _MAX_HEADER_VALUE:
             continue
         header[tag] = element
     if hasattr(ds, "file_meta"):
         header.file_meta = FileMetaDataset(ds.file_meta)
     return header
+
+
+def _shallow(sequence, depth: int) -> bool:
+    """Whether a sequence nests at most ``depth`` levels (a sequence of plain items is depth 1)."""
+    if depth == 0:
+        return False
+    return all(_shallow(element.value, depth - 1) for item in sequence for element in item if element.VR == "SQ")
 
 
 def _vr(element) -> str | None:

@@ -274,3 +274,20 @@ def test_scoring_is_split_into_named_stages_without_test_hooks_in_signatures():
     assert "fault_inject" not in inspect.signature(prepare.prepare_study).parameters
     assert "fault_inject" not in inspect.signature(prepare.make_preparer).parameters
     assert len(inspect.getsource(scoring.score).splitlines()) < 70
+
+
+def test_headers_sent_between_processes_are_shallow_but_keep_code_sequences():
+    import pickle
+
+    from adversarial_dicom import _image, _nested
+
+    from multimodal.inference.prepare import sr_header
+
+    ds = _image(ReferencedStudySequence=_nested(100))
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "399348003", "SCT", "postero-anterior"
+    ds.ViewCodeSequence = [code]
+    header = sr_header(ds)
+    assert "ReferencedStudySequence" not in header and "PixelData" not in header
+    assert header.ViewCodeSequence[0].CodeMeaning == "postero-anterior" and header.PatientID == ds.PatientID
+    assert len(pickle.dumps(header)) < 10_000
