@@ -3,7 +3,6 @@ rule's choices and a reason a person understands; no single file or study takes 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -15,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 from PIL import Image
 from pydicom import uid
