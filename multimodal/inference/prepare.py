@@ -13,13 +13,11 @@ from __future__ import annotations
 import functools
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import FileMetaDataset
@@ -31,7 +29,7 @@ from preprocessing.letterbox import IMAGE_MEAN, IMAGE_STD, LetterboxGeometry
 from preprocessing.model_input import model_view, read_for_model
 from preprocessing.radiograph import Radiograph
 from preprocessing.text import normalize_text
-from preprocessing.views import VIEW_TAGS, Candidate, ViewInfo, choose_views, view_of
+from preprocessing.views import Candidate, ViewInfo, choose_views, view_of, view_of_file
 
 View = str | os.PathLike | Dataset | np.ndarray
 # Header elements larger than this (overlays, LUTs, private blobs) are not sent with a study.
@@ -110,7 +108,7 @@ def candidates_for(views: Sequence[View]) -> list[Candidate]:
         elif isinstance(view, Dataset):
             candidates.append(Candidate(view, dataset_name(view, k), _view_or_unknown(view)))
         else:
-            candidates.append(Candidate(view, str(view), _file_view(Path(view))))
+            candidates.append(Candidate(view, str(view), view_of_file(view)))
     return candidates
 
 
@@ -150,16 +148,6 @@ def _view_or_unknown(ds: Dataset) -> ViewInfo:
     try:
         return view_of(ds)
     except Exception:  # noqa: BLE001 - a header the rule cannot read is a view of unknown kind
-        return ViewInfo()
-
-
-def _file_view(path: Path) -> ViewInfo:
-    """The view rule's facts from a file's header, or an unknown view when it has none."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return view_of(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=VIEW_TAGS))
-    except Exception:  # noqa: BLE001 - not DICOM (PNG...) or unreadable: the decoder says why later
         return ViewInfo()
 
 
