@@ -289,3 +289,26 @@ def test_headers_sent_between_processes_are_shallow_but_keep_code_sequences():
     assert "ReferencedStudySequence" not in header and "PixelData" not in header
     assert header.ViewCodeSequence[0].CodeMeaning == "postero-anterior" and header.PatientID == ds.PatientID
     assert len(pickle.dumps(header)) < 10_000
+
+
+def test_a_study_the_model_fails_on_is_an_error_line_and_its_batch_mates_are_scored(
+        tiny_model_dir, phantom_dir, tmp_path, monkeypatch):
+    from multimodal.inference.predictor import Predictor
+
+    from multimodal.inference.sources import discover_studies
+
+    poisoned = sorted(s.study_id for s in discover_studies([phantom_dir / "dicom"]).studies)[1]
+    run_batch = Predictor.run_batch
+
+    def fails_on_one(self, prepared, *args, **kwargs):
+        if any(p.study_id == poisoned for p in prepared):
+            raise RuntimeError("NaN in the attention scores")
+        return run_batch(self, prepared, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "run_batch", fails_on_one)
+    out = tmp_path / "scores.jsonl"
+    summary = score(tiny_model_dir, [phantom_dir / "dicom"], out, batch_size=4, workers=0, generate=False,
+                    progress=False)
+    assert summary["scored"] == 7 and summary["failed"] == 1
+    [error] = [e for e in read_jsonl(errors_path(out)) if e["scope"] == "study"]
+    assert error["study_id"] == poisoned and error["stage"] == "model" and "NaN" in error["reason"]
