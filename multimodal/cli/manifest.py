@@ -12,7 +12,8 @@ DATASETS = ("dicom", "nih", "mimic-cxr", "chexpert", "iu", "vindr-cxr", "rsna-pn
 def register(sub: argparse._SubParsersAction) -> None:
     s = add_command(sub, "manifest", help="write a study manifest (JSONL) from a dataset as released",
                     examples=("mmdx manifest nih ChestX-ray14/ --out nih.jsonl",
-                              "mmdx manifest mimic-cxr mimic-cxr-jpg/2.1.0 --reports mimic-cxr-reports --out mimic.jsonl",
+                              "mmdx manifest mimic-cxr mimic-cxr-jpg/2.1.0 --reports mimic-cxr-reports "
+                              "--out mimic.jsonl",
                               "mmdx manifest chexpert CheXpert-v1.0-small --uncertain U-Ones --out chexpert.jsonl",
                               "mmdx manifest dicom archive/ --out archive.jsonl"))
     s.add_argument("dataset", choices=DATASETS, help="the release's layout (docs/data.md): " + ", ".join(DATASETS))

@@ -137,7 +137,8 @@ class RadiographImages(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor | None:
         path = self.paths[index]
         try:
-            radiograph = self.cache.read_radiograph(path) if self.cache else read_radiograph(path, target_size=self.size)
+            radiograph = (self.cache.read_radiograph(path) if self.cache
+                          else read_radiograph(path, target_size=self.size))
         except ImageReadError as err:
             log.warning("skipping %s", err)
             return None
@@ -236,7 +237,8 @@ def pretrain(images: list[str | Path], out: str | Path, config: str | Path | dic
         (run / CONFIG_NAME).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     mae = build_mae(cfg)
     loader = DataLoader(RadiographImages(paths, vit.image_size, cfg.augment, cfg.cache_dir), batch_size=cfg.batch_size,
-                        shuffle=True, num_workers=cfg.num_workers, collate_fn=_collate, drop_last=len(paths) > cfg.batch_size)
+                        shuffle=True, num_workers=cfg.num_workers, collate_fn=_collate,
+                        drop_last=len(paths) > cfg.batch_size)
     decay = [p for n, p in mae.named_parameters() if p.requires_grad and p.ndim > 1 and "token" not in n]
     rest = [p for n, p in mae.named_parameters() if p.requires_grad and not (p.ndim > 1 and "token" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -251,7 +253,8 @@ def pretrain(images: list[str | Path], out: str | Path, config: str | Path | dic
     if resume:
         accelerator.load_state(str(run / "state"))
     if cfg.tensorboard:
-        accelerator.init_trackers("tb", config={"lr": cfg.lr, "batch_size": cfg.batch_size, "mask_ratio": cfg.mask_ratio})
+        accelerator.init_trackers("tb", config={"lr": cfg.lr, "batch_size": cfg.batch_size,
+                                                "mask_ratio": cfg.mask_ratio})
     halt_at = progress.step + cfg.halt_after_steps if cfg.halt_after_steps else None
     bar = tqdm(total=total, initial=progress.step, desc="pretrain", dynamic_ncols=True,
                disable=not (cfg.progress and accelerator.is_main_process))

@@ -66,4 +66,5 @@ def _label(cell: str, policy: str) -> int | None:
 
 def _image_path(root: Path, parts: tuple[str, ...]) -> Path:
     """The CSV's path, which starts with the release folder's own name, under ``root``."""
-    return root.joinpath(*parts[1:]) if parts[0] == root.name or not (root / parts[0]).exists() else root.joinpath(*parts)
+    prefixed = parts[0] == root.name or not (root / parts[0]).exists()
+    return root.joinpath(*parts[1:]) if prefixed else root.joinpath(*parts)

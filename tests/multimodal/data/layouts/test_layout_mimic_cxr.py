@@ -68,7 +68,8 @@ def test_studies_views_labels_reports_and_official_split(release, write_dicom, n
     records = {r.study_id: r for r in load_manifest(manifest_from_mimic_cxr(release, out=release / "m.jsonl"))}
     assert set(records) == {"s50414267", "s53189527", "s57375967"}
     study = records["s50414267"]
-    assert study.views == ["PA", "LATERAL"] and study.images[0].endswith("02aa804e-bde0afdd-112c0b34-7bc16630-4e384014.jpg")
+    assert study.views == ["PA", "LATERAL"]
+    assert study.images[0].endswith("02aa804e-bde0afdd-112c0b34-7bc16630-4e384014.jpg")
     assert study.findings.startswith("There is no focal consolidation") and "nipple shadows." in study.findings
     assert study.meta["impression"] == "No acute cardiopulmonary process."
     assert study.text == "___F with new onset ascites // eval for infection"
