@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from multimodal.data.manifest import load_manifest
 from multimodal.inference.sources import discover_studies
 from multimodal.models.configuration import MultimodalConfig
-from multimodal.training.config import apply_overrides
+from multimodal.training.config import TrainConfig, apply_overrides
 from multimodal.training.trainer import Progress, _save_state, resolve_precision
 from preprocessing.cache import PreprocessCache
 from preprocessing.dicom import read_radiograph
@@ -215,6 +215,27 @@ def _write_weights(accelerator: Accelerator, mae: torch.nn.Module, layers: int, 
         save_file(encoder_state(accelerator.unwrap_model(mae), layers), str(tmp))
         tmp.replace(path)
     return path
+
+
+def run_pretrain_config(cfg: TrainConfig) -> PretrainConfig:
+    """The PretrainConfig of a training config's ``pretrain`` section (its model, precision, seed and
+    splits); errors name ``pretrain.<key>``."""
+    tree = {"model": cfg.model, "precision": cfg.precision, "seed": cfg.seed,
+            "splits": [cfg.data.train_split, cfg.data.val_split], "progress": cfg.logging.progress,
+            "tensorboard": cfg.logging.tensorboard, **(cfg.pretrain or {})}
+    try:
+        return load_pretrain_config(tree)
+    except ConfigError as err:
+        raise ConfigError(err.key if err.key.startswith("model") else f"pretrain.{err.key}", err.reason) from None
+
+
+def pretrain_for_run(cfg: TrainConfig, run: Path) -> Path:
+    """MAE weights for a training run whose config pretrains: ``RUN/pretrain`` on the train and val
+    images of ``data.manifest``; an interrupted pretraining resumes, a finished one is reused."""
+    out = run / "pretrain"
+    result = pretrain(cfg.data.manifest, out, config=run_pretrain_config(cfg).model_dump(),
+                      resume=(out / "state").is_dir())
+    return result.weights
 
 
 def pretrain(images: list[str | Path], out: str | Path, config: str | Path | dict | None = None,

@@ -83,3 +83,16 @@ def test_the_command_line(folder, tmp_path, capsys):
         args += ["--set", option]
     assert main(args) == 0
     assert '"steps": 1' in capsys.readouterr().out
+
+
+def test_a_training_config_with_a_pretrain_section_pretrains_first(tiny_config, tmp_path):
+    from multimodal.training.trainer import train
+
+    config = {**tiny_config, "pretrain": {"max_steps": 2, "batch_size": 4, "decoder_hidden": 16, "decoder_heads": 2,
+                                          "decoder_layers": 1}}
+    result = train(config, tmp_path / "run")
+    weights = tmp_path / "run" / "pretrain" / "image_encoder.safetensors"
+    assert weights.is_file() and result.best is not None
+    assert MultimodalConfig.load(result.best).image_pretrained == str(weights)
+    with pytest.raises(ConfigError, match="pretrain.mask_ratio"):
+        train({**tiny_config, "pretrain": {"mask_ratio": 2}}, tmp_path / "other")
