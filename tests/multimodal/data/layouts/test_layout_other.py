@@ -165,3 +165,10 @@ def test_unknown_dataset_or_option_names_itself(tmp_path):
         write_layout_manifest("mimic", tmp_path)
     with pytest.raises(ConfigError, match="'uncertain'.*nih"):
         write_layout_manifest("nih", tmp_path, uncertain="U-Ones")
+
+
+def test_the_command_line_offers_every_layout():
+    from multimodal.cli.manifest import DATASETS
+    from multimodal.data.layouts import LAYOUTS
+
+    assert list(DATASETS) == list(LAYOUTS)
