@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--config", default=None, help="YAML with a 'model' section sizing the ViT (a training config "
                                                   "works; its 'pretrain' section holds MAE options) "
                                                   "(default: the default MultimodalConfig's ViT)")
-    s.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override an option, e.g. epochs=50 or model.image_size=128 (repeatable; default: none)")
     s.add_argument("--resume", action="store_true", help="continue from OUT/state")
     s.set_defaults(func=run)
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(a: argparse.Namespace) -> int:
     from multimodal.training.pretrain import pretrain
 
-    result = pretrain(a.images, out=a.out, resume=a.resume, **given(a, config="config", overrides="set"))
+    result = pretrain(a.images, out=a.out, overrides=a.set, resume=a.resume, **given(a, config="config"))
     print_json({"weights": str(result.weights), "steps": result.steps, "images": result.images,
                 "last_loss": result.last_loss}, indent=2)
     return 0
