@@ -108,6 +108,16 @@ def view_of(ds: Dataset) -> ViewInfo:
     return ViewInfo(kind, projection, not_image_reason(ds), sop, frames)
 
 
+def position_rank(view_position: str | None) -> int:
+    """The rule's rank of a bare view name (a data set's ViewPosition column: ``PA``, ``AP``,
+    ``LATERAL``, ``LL``...; other text is read like a series description); lower comes first."""
+    text = (view_position or "").strip().upper()
+    kind, projection = _from_view_position(text)
+    if kind == UNKNOWN:
+        kind, projection = _from_words(text)
+    return ViewInfo(kind, projection).rank
+
+
 def view_of_file(path: str | os.PathLike[str]) -> ViewInfo:
     """The :class:`ViewInfo` of a file from a header-only read; a view of unknown kind when the
     file is no DICOM (PNG...) or unreadable (its decoder says why later)."""

@@ -82,3 +82,10 @@ def test_without_a_frontal_the_best_image_goes_first_and_order_breaks_ties():
     choice = choose_views([_candidate("a", None), _candidate("b", None), _candidate("rl", "RL")], 2, str.upper)
     assert [c.name for c, _ in choice.used] == ["rl", "a"]
     assert [c.name for c, _ in choice.skipped] == ["b"]
+
+
+def test_bare_view_names_of_data_set_tables_follow_the_same_rank():
+    from preprocessing.views import position_rank
+
+    names = ["LATERAL", "", "AP", "RL", "PA", "LL", None]
+    assert sorted(names, key=position_rank) == ["PA", "AP", "LL", "LATERAL", "RL", "", None]
