@@ -111,5 +111,6 @@ def test_pacs_scoring_takes_an_ensemble_directory(ensemble):
     root, _, manifest = ensemble
     study = sorted((manifest.parent / "dicom").iterdir())[0]
     datasets = [pydicom.dcmread(p) for p in sorted(study.glob("*.dcm"))]
-    sr = load_scorer(root / "E", device="cpu")(datasets)
-    assert sr.StudyInstanceUID == datasets[0].StudyInstanceUID and sr.SeriesDescription.startswith("mmdx-ensemble")
+    scored = load_scorer(root / "E", device="cpu")(datasets)
+    assert scored.sr.StudyInstanceUID == datasets[0].StudyInstanceUID
+    assert scored.sr.SeriesDescription.startswith("mmdx-ensemble") and scored.result.uncertainty_method == "ensemble"
