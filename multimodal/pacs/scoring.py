@@ -31,6 +31,12 @@ class StudyScorer:
     score: Callable[[list[Dataset]], Dataset]
     algorithm_name: str
     algorithm_version: str
+    model_sha256: str = ""
+
+    @property
+    def model(self) -> dict[str, str]:
+        """The model's identity for the audit trail: name, version, weights SHA-256."""
+        return {"name": self.algorithm_name, "version": self.algorithm_version, "sha256": self.model_sha256}
 
     def __call__(self, datasets: list[Dataset]) -> Dataset:
         return self.score(datasets)
@@ -52,7 +58,7 @@ def load_scorer(model_dir: str | Path, device: str | None = None, precision: str
         result = predictor.predict(views, study_id=str(views[0].StudyInstanceUID))
         return to_structured_report(result, views)
 
-    return StudyScorer(score, predictor.model_name, predictor.model_version)
+    return StudyScorer(score, predictor.model_name, predictor.model_version, predictor.model_info.get("sha256", ""))
 
 
 def frontal_first(datasets: Sequence[Dataset]) -> list[Dataset]:
