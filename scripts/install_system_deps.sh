@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages for the PACS tests: a real Orthanc (+ DICOMweb plugin), dcmtk and dciodvfy.
+# Debian packages for the PACS tests: a real Orthanc (+ DICOMweb plugin), dcmtk, dciodvfy and socat
+# (the TLS terminator in front of Orthanc's HTTP port in the HTTPS tests).
 # Never orthanc-gdcm (it segfaults Orthanc on transcoding). Best effort: the tests that need
 # these skip with a reason when they are missing, so a failure here is reported, not fatal.
 set -u
@@ -8,6 +9,7 @@ need=()
 [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+command -v socat >/dev/null 2>&1 || need+=(socat)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "install_system_deps: cannot install ${need[*]} (need root and apt-get); PACS tests will skip" >&2
