@@ -34,6 +34,7 @@ from dicognito.datetimeanonymizer import DateTimeAnonymizer
 from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 
+from multimodal.security import audit
 from preprocessing.errors import DicomReadError, UnsupportedImageError
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ def deidentify_folder(input: str | Path, out: str | Path, salt: str | None = Non
     if burned_in:
         log.warning("%d images carry burned-in annotation; their pixels were copied unchanged", burned_in)
     skipped = sum(1 for p in input.rglob("*") if p.is_file()) - len(files)
+    audit.record("de-identify", detail={"written": len(files), "burned_in": burned_in})
     return {"input": str(input), "out": str(out), "written": len(files), "skipped_not_dicom": skipped,
             "burned_in": burned_in, "dates": "shifted" if keep_dates_shifted else "removed"}
 

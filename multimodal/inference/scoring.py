@@ -39,6 +39,8 @@ from pathlib import Path
 
 from multimodal.inference.results import JsonlLog, convert_log, read_jsonl, safe_file_stem, write_heatmaps
 from multimodal.inference.sources import InputError, StudyInput, discover_studies, shard
+from multimodal.security import audit
+from preprocessing.crypto import Keyring, seal_file
 from preprocessing.errors import ConfigError, ImageReadError, MmdxError
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,7 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
                "seconds": round(seconds, 2), "studies_per_s": round(scored / seconds, 3) if seconds else 0.0,
                "steady_studies_per_s": round(steady, 3) if steady else None,
                "out": str(out if world == 1 else log_path), "errors": str(errors.path)}
+    audit.record("score", model=predictor.model_info, detail={k: summary[k] for k in ("found", "scored", "failed")})
     print(f"mmdx score: scored {scored}, failed {failed}, skipped {summary['skipped']} (already done) "
           f"of {len(studies)} studies in {seconds:.1f} s -> {summary['out']} (errors: {errors.path})",
           file=sys.stderr, flush=True)
@@ -378,6 +381,7 @@ def _write_extras(prepared, result, sr_dir, heatmap_dir) -> list[InputError]:
             path = Path(sr_dir) / f"{safe_file_stem(result.study_id)}.dcm"
             path.parent.mkdir(parents=True, exist_ok=True)
             sr.save_as(path, enforce_file_format=True)
+            seal_file(path, Keyring.from_env())
         except Exception as err:  # noqa: BLE001 - a source header highdicom rejects must not lose the result
             errors.append(InputError(_first_path_of(prepared), f"structured report not written: {err}",
                                      study_id=f"{result.study_id}#sr", stage="sr"))
