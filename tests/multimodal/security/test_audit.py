@@ -76,3 +76,25 @@ def test_concurrent_writers_keep_one_chain(tmp_path):
     for t in threads:
         t.join()
     assert verify(tmp_path / "a.jsonl")["ok"] and verify(tmp_path / "a.jsonl")["lines"] == 40
+
+
+def test_settings_set_the_umask_and_check_the_key_file_first(tmp_path, monkeypatch):
+    import os
+
+    from multimodal.security import settings
+    from preprocessing.crypto import DecryptionError
+
+    monkeypatch.setenv("MMDX_KEY_FILE", "")
+    monkeypatch.setenv("MMDX_AUDIT_LOG", "")
+    old = os.umask(0o022)
+    try:
+        settings.apply(audit_log=str(tmp_path / "audit.jsonl"))
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "f").write_text("x")
+        assert (tmp_path / "out").stat().st_mode & 0o777 == 0o700
+        assert (tmp_path / "out" / "f").stat().st_mode & 0o777 == 0o600
+        assert os.environ["MMDX_AUDIT_LOG"] == str(tmp_path / "audit.jsonl")
+        with pytest.raises(DecryptionError, match="cannot read the key file"):
+            settings.apply(key_file=str(tmp_path / "missing.key"))
+    finally:
+        os.umask(old)
