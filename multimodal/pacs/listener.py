@@ -183,6 +183,18 @@ class Listener:
             # Permanent rejection by the service user; 0x07 / 0x03: called / calling AE not recognised.
             event.assoc.acse.send_reject(0x01, 0x01, 0x07 if reason.startswith("called") else 0x03)
 
+    def _accept_tls(self) -> tuple:
+        """pynetdicom's TLS accept, logging a refused handshake with the peer and the reason."""
+        import ssl
+
+        client, address = self._server.socket.accept()
+        try:
+            return self._server.ssl_context.wrap_socket(client, server_side=True), address
+        except (ssl.SSLError, OSError) as err:
+            client.close()
+            log.warning("refused TLS connection from %s: %s", address[0], explain_certificate_error(err))
+            raise
+
     def _on_store(self, event) -> int:
         try:
             study_uid = str(event.dataset.StudyInstanceUID)
@@ -323,6 +335,8 @@ class Listener:
         except OSError as err:
             self.stop()
             raise PacsError(f"cannot listen on {self.host}:{self.port}: {err}") from err
+        if self.tls:
+            self._server.get_request = self._accept_tls  # pynetdicom drops failed handshakes without a word
         log.info("listening as %s on %s:%d%s; spool %s%s", self.aet, self.host, self.port, " (TLS)" if self.tls else "",
                  self.spool, " (encrypted)" if self.keyring else "")
         return self

@@ -67,6 +67,8 @@ def explain_certificate_error(err: BaseException) -> str:
         return "the peer's TLS certificate is not signed by a trusted CA (give the CA's PEM file)"
     if "Hostname mismatch" in text or "IP address mismatch" in text:
         return "the peer's TLS certificate was issued for another host name"
+    if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in text or "peer did not return a certificate" in text:
+        return "the client sent no certificate, and one is required"
     if "certificate required" in text or "CERTIFICATE_REQUIRED" in text:
         return "the peer requires a client certificate (give a certificate and key)"
     return f"TLS handshake failed ({text})"

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 
 import pytest
 import requests
 
+from multimodal.cli import main
 from multimodal.pacs import PacsError
 from multimodal.pacs.dicomweb import DicomwebPacs, score_pacs
 from multimodal.pacs.listener import Destination, Listener, c_store
@@ -109,7 +111,8 @@ def test_orthanc_pushes_over_tls_and_the_sr_returns_over_tls(tls_orthanc, pki, p
     assert verify(tmp_path / "audit.jsonl")["ok"] and study not in (tmp_path / "audit.jsonl").read_text()
 
 
-def test_tls_listener_refuses_a_client_without_certificate(pki, scorer, tmp_path, phantom_study):
+def test_tls_listener_refuses_a_client_without_certificate(pki, scorer, tmp_path, phantom_study, caplog):
+    caplog.set_level(logging.WARNING)
     port = free_port()
     server_tls = TlsConfig(pki.server_cert, pki.server_key, pki.ca, require_client_cert=True)
     with Listener(scorer, tmp_path / "spool", aet="MMDX", port=port, tls=server_tls):
@@ -119,6 +122,7 @@ def test_tls_listener_refuses_a_client_without_certificate(pki, scorer, tmp_path
             ok = subprocess.run([ECHOSCU, "-aec", "MMDX", "-to", "5", "+tls", str(pki.client_key), str(pki.client_cert),
                                  "+cf", str(pki.ca), "127.0.0.1", str(port)], capture_output=True, timeout=30)
             assert ok.returncode == 0, ok.stderr
+    assert "refused TLS connection from 127.0.0.1: the client sent no certificate" in caplog.text
 
 
 def test_https_dicomweb_verifies_with_the_ca_given_despite_requests_ca_bundle(tls_orthanc, pki, phantom_study,
@@ -139,3 +143,27 @@ def test_https_dicomweb_verifies_with_the_ca_given_despite_requests_ca_bundle(tl
     assert score_pacs(url, studies=[study], scorer=scorer, verify=False)["skipped"] == 1
     assert "TLS VERIFICATION IS OFF" in caplog.text
     assert tls_orthanc.password not in caplog.text + json.dumps(summary)
+
+
+def test_cli_with_a_password_on_the_command_line_warns_and_never_shows_it(tls_orthanc, pki, tiny_model_dir,
+                                                                          phantom_study, tmp_path, monkeypatch,
+                                                                          caplog, capfd):
+    c_store(phantom_study, Destination(tls_orthanc.aet, "127.0.0.1", tls_orthanc.dicom_port), tls=_client(pki))
+    monkeypatch.setenv("MMDX_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    monkeypatch.setenv("MMDX_KEY_FILE", "")
+    umask = os.umask(0o022)
+    caplog.set_level(logging.DEBUG)
+    try:
+        argv = ["pacs", "score", "--url", tls_orthanc.dicomweb_url, "--model", str(tiny_model_dir), "--since",
+                "19000101", "--user", tls_orthanc.user, "--password", tls_orthanc.password, "--ca-bundle", str(pki.ca)]
+        assert main(argv) == 0
+        monkeypatch.setenv("MMDX_ALLOW_HTTP_AUTH", "0")
+        assert main([*argv[:3], tls_orthanc.url + "/dicom-web", *argv[4:]]) == 2  # plain http: refused
+    finally:
+        os.umask(umask)
+    out, err = capfd.readouterr()
+    assert "visible in `ps`" in caplog.text and "refusing to send credentials over plain http://" in err
+    everything = caplog.text + out + err + (tmp_path / "audit.jsonl").read_text()
+    assert json.loads(out.splitlines()[0])["scored"] >= 1 and tls_orthanc.password not in everything
+    assert {"read", "score", "send"} <= {json.loads(line)["action"] for line in everything.splitlines()
+                                        if line.startswith('{"time"')}
