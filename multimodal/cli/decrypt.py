@@ -17,10 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
+    from multimodal.security import audit
     from preprocessing.crypto import DecryptionError, Keyring, decrypt_file
 
     keyring = Keyring.from_env()
     if keyring is None:
         raise DecryptionError(a.file, "no key: pass mmdx --key-file KEY or set MMDX_KEY_FILE")
-    print_json(decrypt_file(a.file, a.out, keyring))
+    result = decrypt_file(a.file, a.out, keyring)
+    audit.record("export", detail={"decrypted": result["format"]})
+    print_json(result)
     return 0
