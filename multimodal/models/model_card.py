@@ -54,8 +54,7 @@ class ModelCard:
         observations = list(config.observations)
         meta = {"library_name": "mmdx", "pipeline_tag": "image-classification",
                 "tags": ["medical-imaging", "chest-x-ray", "multimodal", "not-a-medical-device"],
-                "license": (self.data.get("licences") or ["other"])[0] if len(self.data.get("licences") or []) == 1
-                else "other",
+                "license": "other", "license_name": "; ".join(self.data.get("licences") or []) or NOT_RECORDED,
                 "model_name": config.name, "model_version": config.version, "weights_sha256": sha256}
         if self.metrics:
             meta["model-index"] = [{"name": config.name, "results": [{

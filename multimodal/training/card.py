@@ -8,6 +8,7 @@ the evaluation that produced the checkpoint (so ``best/README.md`` holds the num
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,9 @@ CARD_BOOTSTRAP = 100  # resamples for the card's intervals: runs at every evalua
 def training_card(cfg: TrainConfig, records_by_split: dict[str, list]) -> ModelCard:
     """A card with the run's data summary (per split) and recipe, without metrics yet."""
     manifests = [Path(p).name for p in cfg.data.manifest]
-    return ModelCard(data=data_summary(records_by_split, [f"manifest {m}" for m in manifests]),
-                     recipe=cfg.model_dump(mode="json"))
+    data = data_summary(records_by_split, [f"manifest {m}" for m in manifests])
+    data["dates"] = {**data["dates"], "trained": date.today().isoformat()}
+    return ModelCard(data=data, recipe=cfg.model_dump(mode="json"))
 
 
 def with_validation_metrics(card: ModelCard, probs: np.ndarray, labels: np.ndarray, masks: np.ndarray,
