@@ -45,8 +45,8 @@ class PreprocessCache:
     """Cache of ``read_radiograph(path, target_size)`` results under ``root`` (see module doc).
 
     ``config``: everything that changes the cached pixels, JSON-serialisable; its ``target_size``
-    key (px or None) is passed to the reader. ``keyring``: encrypt entries (default: the keyring of
-    ``MMDX_KEY_FILE``, None when it is unset).
+    (px or None) and ``fit`` (``short``/``long``, default ``short``) keys are passed to the reader.
+    ``keyring``: encrypt entries (default: the keyring of ``MMDX_KEY_FILE``, None when it is unset).
     """
 
     def __init__(self, root: str | os.PathLike[str], config: Mapping[str, Any] | None = None,
@@ -119,6 +119,7 @@ class PreprocessCache:
             return cached
         from preprocessing.dicom import read_radiograph
 
-        radiograph = read_radiograph(path, target_size=self.config.get("target_size"))
+        radiograph = read_radiograph(path, target_size=self.config.get("target_size"),
+                                     fit=self.config.get("fit", "short"))
         self.store(path, radiograph)
         return radiograph
