@@ -50,7 +50,6 @@ from multimodal.inference.distributed import (  # noqa: F401 - merge_parts and r
 from multimodal.inference.results import convert_log
 from multimodal.inference.sources import discover_studies, shard
 from multimodal.inference.writer import ResultWriter, errors_path, skipped_path  # noqa: F401 - public names
-from multimodal.security import audit
 from preprocessing.errors import ConfigError
 
 OUTPUT_FORMATS = ("jsonl", "csv", "parquet")
@@ -112,9 +111,7 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
         finish_distributed(out, output_format, rank, world)
     elif output_format != "jsonl":
         convert_log(results_log, out, output_format)
-    summary = _summary(writer, len(studies), len(studies) - len(todo), t0, t_first, out if world == 1 else results_log)
-    audit.record("score", model=predictor.model_info, detail={k: summary[k] for k in ("found", "scored", "failed")})
-    return summary
+    return _summary(writer, len(studies), len(studies) - len(todo), t0, t_first, out if world == 1 else results_log)
 
 
 def _run_batches(predictor, batches: Iterable[list[DecodeOutcome]], pool: cf.ThreadPoolExecutor, lanes: int,

@@ -25,6 +25,7 @@ from pathlib import Path
 from multimodal.inference.decoding import DecodeOutcome
 from multimodal.inference.results import JsonlLog, StudyResult, safe_file_stem, write_heatmaps
 from multimodal.inference.sources import Discovery, InputError
+from multimodal.security import audit
 from preprocessing.crypto import Keyring, seal_file
 
 
@@ -83,6 +84,7 @@ class ResultWriter:
         self._skipped(s.to_dict() for s in skipped)
         lines = [_result_line(r) for r in results]
         self.counts["scored"] += self.results.append(lines)
+        audit.record_results("score", results)
         self.counts["used"] += sum(len(line["sources"]) for line in lines)
         self._errors(o.error for o in batch if o.error is not None)
 

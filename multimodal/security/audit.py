@@ -122,6 +122,14 @@ def record(action: str, study_uid: str | None = None, model: dict | None = None,
         audit.record(action, study_uid, model, outcome, actor, detail)
 
 
+def record_results(action: str, results) -> None:
+    """One event per study result (``StudyResult``: its StudyInstanceUID, else its study id, is hashed)."""
+    audit = AuditLog.from_env()
+    if audit is not None:
+        for result in results:
+            audit.record(action, result.study_instance_uid or result.study_id, result.model)
+
+
 def verify(path: str | Path) -> dict:
     """Check the chain of an audit log (``mmdx audit verify``).
 

@@ -48,8 +48,8 @@ def test_encrypted_scoring_round_trip(tiny_model_dir, phantom_dir, tmp_path, mon
     pydicom.dcmread(tmp_path / "sr.dcm").walk(lambda ds, elem: texts.add(elem.value) if elem.keyword == "TextValue" else None)
     assert f"sha256={weights_sha256(tiny_model_dir)}" in texts
     events = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [e["action"] for e in events] == ["score", "score", "export", "export"] and events[0]["model"]["sha256"] == \
-        weights_sha256(tiny_model_dir)
+    assert [e["action"] for e in events] == ["score"] * 8 + ["export", "export"]  # the resumed run scored nothing
+    assert len({e["study"] for e in events[:8]}) == 8 and events[0]["model"]["sha256"] == weights_sha256(tiny_model_dir)
 
     generate_key_file(tmp_path / "other")
     assert main(["--key-file", str(tmp_path / "other"), "decrypt", str(sr_file), "--out", str(tmp_path / "x")]) == 2
