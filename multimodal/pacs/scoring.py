@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
-from multimodal.inference.sources import FRONTAL_VIEWS
+from preprocessing.views import view_of
 
 # DCM codes of the algorithm identification content items (TID 4019) in an SR.
 ALGORITHM_NAME_CODE = "111001"
@@ -64,8 +64,8 @@ def load_scorer(model_dir: str | Path, device: str | None = None, precision: str
 def frontal_first(datasets: Sequence[Dataset]) -> list[Dataset]:
     """The study's views with frontal ones (PA/AP) first, then by InstanceNumber: the model computes
     its heat maps on the first view."""
-    def key(ds: Dataset) -> tuple[bool, int]:
-        return str(ds.get("ViewPosition", "") or "").upper() not in FRONTAL_VIEWS, int(ds.get("InstanceNumber") or 0)
+    def key(ds: Dataset) -> tuple[int, int]:
+        return view_of(ds).rank, int(ds.get("InstanceNumber") or 0)  # the project's one view rule
 
     return sorted(datasets, key=key)
 
