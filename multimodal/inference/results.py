@@ -222,7 +222,8 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
                 raise MmdxError(f"{path}:{number}: not a JSON line ({err.msg})") from err
             if is_encrypted_record(record):
                 if keyring is None:
-                    raise DecryptionError(f"{path}:{number}", "the line is encrypted; set MMDX_KEY_FILE or pass --key-file")
+                    raise DecryptionError(f"{path}:{number}",
+                                          "the line is encrypted; set MMDX_KEY_FILE or pass --key-file")
                 record = keyring.decrypt_record(record, f"{path}:{number}")
             yield record
 

@@ -136,11 +136,13 @@ class ModelCard:
 
         lines = [f"Split `{m.get('split', 'validation')}` at step {m.get('step', '?')}, thresholds tuned on it; "
                  f"95% intervals from {m.get('n_bootstrap', '?')} bootstrap resamples of the studies.", "",
-                 "| observation | n | positives | AUROC [95% CI] | AP [95% CI] | F1 [95% CI] |", "|---|---|---|---|---|---|"]
+                 "| observation | n | positives | AUROC [95% CI] | AP [95% CI] | F1 [95% CI] |",
+                 "|---|---|---|---|---|---|"]
         for name, o in m["per_observation"].items():
             ci = o.get("ci") or {}
-            lines.append(f"| {name} | {o.get('n', '')} | {o.get('positives', '')} | {cell(o.get('auroc'), ci.get('auroc'))} "
-                         f"| {cell(o.get('ap'), ci.get('ap'))} | {cell(o.get('f1'), ci.get('f1'))} |")
+            lines.append(f"| {name} | {o.get('n', '')} | {o.get('positives', '')} "
+                         f"| {cell(o.get('auroc'), ci.get('auroc'))} | {cell(o.get('ap'), ci.get('ap'))} "
+                         f"| {cell(o.get('f1'), ci.get('f1'))} |")
         macro = m.get("macro", {})
         lines.append(f"| macro | | | {cell(macro.get('auroc'), m.get('ci', {}).get('macro_auroc'))} | "
                      f"{cell(macro.get('ap'), m.get('ci', {}).get('macro_ap'))} | "
@@ -179,7 +181,8 @@ def data_summary(records_by_split: dict[str, list], sources: list[str]) -> dict[
             if meta.get("study_date"):
                 dates.append(str(meta["study_date"]))
         splits[split] = {"studies": len(records), "labels": labels}
-    return {"sources": sorted(names) + sources, "licences": sorted(licences), "deidentification": ", ".join(sorted(deid)),
+    return {"sources": sorted(names) + sources, "licences": sorted(licences),
+            "deidentification": ", ".join(sorted(deid)),
             "dates": {"first_study": min(dates), "last_study": max(dates)} if dates else {}, "splits": splits}
 
 

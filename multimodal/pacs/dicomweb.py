@@ -217,7 +217,8 @@ def score_pacs(url: str, model_dir: str | Path | None = None, studies: Sequence[
     """Score the PACS's studies that have no SR from this model yet and store one SR for each.
 
     ``studies`` (StudyInstanceUIDs) or ``since`` (``YYYYMMDD``) choose the studies; ``modality`` is
-    a comma-separated list (CR, DX). Credentials and TLS: see :class:`DicomwebPacs`. ``scorer`` replaces the default ``load_scorer(model_dir)``.
+    a comma-separated list (CR, DX). Credentials and TLS: see :class:`DicomwebPacs`. ``scorer``
+    replaces the default ``load_scorer(model_dir)``.
     A study whose images cannot be read is recorded as failed and the loop goes on; a PACS that
     cannot be reached or refuses the credentials raises PacsError before anything is written.
 

@@ -210,7 +210,8 @@ class Listener:
                 return STATUS_OUT_OF_RESOURCES
         try:
             data = event.encoded_dataset()
-            _write_atomic(self.incoming / study_uid / f"{sop_uid}.dcm", self.keyring.encrypt(data) if self.keyring else data)
+            data = self.keyring.encrypt(data) if self.keyring else data
+            _write_atomic(self.incoming / study_uid / f"{sop_uid}.dcm", data)
             if not (self.incoming / study_uid / ORIGIN).exists():
                 _write_atomic(self.incoming / study_uid / ORIGIN, event.assoc.requestor.ae_title.strip().encode())
         except OSError as err:

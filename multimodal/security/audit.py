@@ -170,7 +170,8 @@ def atna_message(event: dict) -> str:
     study = (f'<ParticipantObjectIdentification ParticipantObjectID={quoteattr(event["study"])} '
              'ParticipantObjectTypeCode="2" ParticipantObjectTypeCodeRole="3">'
              '<ParticipantObjectIDTypeCode csd-code="110180" codeSystemName="DCM" '
-             'originalText="Study Instance UID (SHA-256)"/></ParticipantObjectIdentification>') if event["study"] else ""
+             'originalText="Study Instance UID (SHA-256)"/></ParticipantObjectIdentification>'
+             ) if event["study"] else ""
     return ('<?xml version="1.0" encoding="UTF-8"?><AuditMessage>'
             f'<EventIdentification EventActionCode="{action_code}" EventDateTime={quoteattr(event["time"])} '
             f'EventOutcomeIndicator="{outcome}"><EventID csd-code="{event_id}" codeSystemName="DCM" '

@@ -17,7 +17,8 @@ from multimodal.evaluation.classification import classification_metrics
 from multimodal.models.model_card import ModelCard, data_summary
 from multimodal.training.config import TrainConfig
 
-CARD_BOOTSTRAP = 100  # resamples for the card's intervals: runs at every evaluation, so kept cheap (about 1-2 s on a CPU)
+# Resamples for the card's intervals: they run at every evaluation, so few (about 1-2 s on a CPU).
+CARD_BOOTSTRAP = 100
 
 
 def training_card(cfg: TrainConfig, records_by_split: dict[str, list]) -> ModelCard:

@@ -269,7 +269,8 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     total = cfg.optim.max_steps or cfg.optim.epochs * steps_per_epoch
     scheduler = build_scheduler(optimizer, cfg.optim, total)
     progress = Progress()
-    card = training_card(cfg, {cfg.data.train_split: train_records, cfg.data.val_split: split_records(cfg, cfg.data.val_split)})
+    val_records = split_records(cfg, cfg.data.val_split)
+    card = training_card(cfg, {cfg.data.train_split: train_records, cfg.data.val_split: val_records})
     accelerator.register_for_checkpointing(scheduler, progress)
     if resume:
         verify_directory(run / "state")
@@ -307,7 +308,8 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
                                 step=progress.step)
             if progress.step % eval_every == 0 or progress.step == total:
                 metrics, thresholds, first, predictions = validate(model, val_loader, accelerator, observations)
-                card = with_validation_metrics(card, *predictions, observations, thresholds, cfg.data.val_split, progress.step)
+                card = with_validation_metrics(card, *predictions, observations, thresholds, cfg.data.val_split,
+                                               progress.step)
                 stop = _after_evaluation(accelerator, cfg, run, model, progress, metrics, thresholds, first, card)
             if progress.step % save_every == 0 or progress.step == total or stop or progress.step == halt_at:
                 _save_state(accelerator, run)
