@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
+import time
 
 import pytest
 import requests
@@ -167,3 +169,27 @@ def test_cli_with_a_password_on_the_command_line_warns_and_never_shows_it(tls_or
     assert json.loads(out.splitlines()[0])["scored"] >= 1 and tls_orthanc.password not in everything
     assert {"read", "score", "send"} <= {json.loads(line)["action"] for line in everything.splitlines()
                                         if line.startswith('{"time"')}
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_https_with_an_expired_certificate_says_so(tls_orthanc, pki):
+    port = free_port()
+    listen = (f"OPENSSL-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,verify=0,"
+              f"cert={pki.expired_cert},key={pki.expired_key}")
+    terminator = subprocess.Popen(["socat", listen, f"TCP:127.0.0.1:{tls_orthanc.http_port}"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _listening(port):
+            time.sleep(0.05)
+        pacs = DicomwebPacs(f"https://localhost:{port}/dicom-web", user=tls_orthanc.user,
+                            password=tls_orthanc.password, ca_bundle=str(pki.ca), retries=0)
+        with pytest.raises(PacsError, match="certificate has expired"):
+            pacs.find_studies(modalities=("DX",))
+    finally:
+        terminator.terminate()
+        terminator.wait(10)
