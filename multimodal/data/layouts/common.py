@@ -146,3 +146,19 @@ def sex_code(text: str) -> str | None:
 def index_images(root: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     """File name → path of every image under ``root`` (datasets spread images over numbered folders)."""
     return {p.name: p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()}
+
+
+def dicom_header(path: Path) -> tuple[str, dict[str, Any]]:
+    """(view, {"sex", "age", "shape": [rows, cols]}) from a DICOM file's header (pixels not read);
+    ("", {}) when unreadable."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # pydicom raises many types on non-DICOM input; the image is reported when read
+        return "", {}
+    age = str(ds.get("PatientAge", "") or "")
+    return str(ds.get("ViewPosition", "") or "").upper(), {
+        "sex": sex_code(str(ds.get("PatientSex", "") or "")),
+        "age": age_years(age) if age[:-1].isdigit() or age.isdigit() else None,
+        **({"shape": [int(ds.Rows), int(ds.Columns)]} if "Rows" in ds and "Columns" in ds else {})}
