@@ -52,6 +52,8 @@ _PSEUDO = re.compile(
     r"|\b(?:partially|partly|incompletely|nearly|almost|not\s+(?:completely|entirely|fully))\s+(?:completely\s+)?"
     r"(?:resolved|resolving|cleared|clearing|removed)\b|\bpartial\s+(?:resolution|clearing|removal)"
     r"|\bgram[\s-]negative\b|\bage[\s-]+indeterminate\b"
+    # "not seen on the prior exam" says the finding is new, not absent
+    r"|\bnot\s+(?:\w+\s+)?(?:seen|visible|present|identified|appreciated)\s+(?:on|in)\s+(?:the\s+)?(?:prior|previous|earlier)\b"
     # A hedge made strong says "most likely", which reads as positive ("opacities most suggestive of
     # atelectasis"); an "indeterminate nodule" is a nodule whose nature is not known.
     r"|\b(?:most|strongly|highly)\s+suggestive\s+of\b"
@@ -71,7 +73,8 @@ _PRE_UNC = re.compile(
     r"|can\s*not\s+(?:exclude|rule[\s-]+out)|can't\s+(?:exclude|rule[\s-]+out)|not\s+(?:be\s+)?excluded|rule[\s-]+out|r/o"
     r"|presumed|presumably|worrisome|evaluat\w*\s+(?:of|for)|assess\w*\s+(?:of|for)|to\s+(?:(?:completely|entirely|totally|definitely|fully)\s+)?(?:exclude|rule[\s-]+out)"
     r"|correlat\w*\s+(?:clinically\s+)?for|clinical\s+correlation\s+for|(?:appropriate|right)\s+clinical\s+(?:setting|context)"
-    r"|(?:determine|assess|evaluate|see)\s+(?:if|whether)|alternatively|unlikely|less\s+likely)\b",
+    r"|(?:determine|assess|evaluate|see)\s+(?:if|whether)|alternatively|unlikely|less\s+likely"
+    r"|limited\s+(?:assessment|evaluation)\s+of)\b",
 )
 # Up to six words between a mention and its post-trigger ("nodule in the right lower lobe is not seen"),
 # so that a trigger at the far end of a long clause does not reach back to every mention in it.
@@ -110,6 +113,11 @@ _POST_UNC = re.compile(
 _VERSUS_PRE = re.compile(r"\b(?:vs\.?|versus)\b")
 _VERSUS_POST = re.compile(r"^\s*(?:[\w-]+\s+){0,2}?(?:vs\.?|versus)\s+(?=\w)")
 VERSUS_READINGS = ("both", "uncertain")
+# Alternatives, "X or Y", "X and/or Y", "X/Y", read as a hedge on both sides (CheXpert's reading) with
+# ``Sentences(alternatives=True)``: "or" at most three words before the mention's head, or at most two
+# words after the mention. A negation still wins ("no effusion or pneumothorax").
+_ALTERNATIVE_PRE = re.compile(r"(?:\b(?:or|and/or)\s+(?:[\w-]+\s+){0,3}|[a-z]/(?:[\w-]+\s+){0,2})$")
+_ALTERNATIVE_POST = re.compile(r"^(?:\s*(?:[\w-]+\s+){0,2}?(?:or|and/or)\s+|/)(?=[a-z])")
 
 
 # Both matched at sentence starts. A sentence that opens with "if" states no finding ("If there is
@@ -135,13 +143,15 @@ class Sentences:
     """Sentence and clause boundaries of one text (character offsets); ``low`` is the text ASCII-lowered.
 
     ``versus``: how "X versus Y" reads: "both" (each side as stated, as the IU coders code it) or
-    "uncertain" (both sides -1, as CheXpert reads it).
+    "uncertain" (both sides -1, as CheXpert reads it). ``alternatives``: "X or Y" and "X/Y" hedge both
+    sides (CheXpert) or read as stated (IU coders).
     """
 
-    def __init__(self, text: str, versus: str = "both"):
+    def __init__(self, text: str, versus: str = "both", alternatives: bool = False):
         if versus not in VERSUS_READINGS:
             raise ValueError(f"versus: expected one of {VERSUS_READINGS}, got {versus!r}")
         self.versus_hedges = versus == "uncertain"
+        self.alternatives = alternatives
         self.low = text.translate(_LOWER)
         ends = [m.end() for m in _SENTENCE_END.finditer(text)]  # the original: "apex.There" needs case
         self.starts = [0] + [e for e in ends if e < len(text)]
@@ -220,4 +230,6 @@ class Sentences:
         # "versus" after the mention hedges it like a pre-trigger: a negation still wins ("no
         # effusion versus thickening").
         versus_after = self.versus_hedges and _VERSUS_POST.search(after)
-        return UNCERTAIN if uncertain or versus_after else POSITIVE
+        alternative = self.alternatives and (_ALTERNATIVE_PRE.search(self.low, hedge_left, head_start)
+                                             or _ALTERNATIVE_POST.search(after))
+        return UNCERTAIN if uncertain or versus_after or alternative else POSITIVE
