@@ -16,12 +16,13 @@ from typing import Any
 
 from preprocessing.errors import ConfigError
 from preprocessing.text import DEFAULT_TEXT_ENCODER
-from preprocessing.vocab import UNCERTAIN_POLICIES, ZONES, resolve_observations
+from preprocessing.vocab import ZONES, resolve_observations
 
 CONFIG_NAME = "config.json"
 
 FREEZE_CHOICES = ("none", "all")
 MIL_POOLINGS = ("lse", "attention")
+UNCERTAIN_POLICIES = ("ignore", "zeros", "ones")
 LOSS_NAMES = ("classification", "region", "zone", "findings")
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules"}
 
