@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import nn
 
+from multimodal.models.encoders import _quiet_transformers
 from preprocessing.errors import ConfigError
 from preprocessing.text import DEFAULT_TEXT_ENCODER, normalize_text, resolve_text_encoder
 from preprocessing.vocab import resolve_observations
@@ -86,7 +87,9 @@ class BertLabeler(nn.Module):
                 self.encoder = AutoModel.from_config(AutoConfig.for_model(data.pop("model_type"), **data),
                                                      add_pooling_layer=False)
             else:
-                self.encoder = AutoModel.from_pretrained(source, add_pooling_layer=False, dtype=torch.float32)
+                # the pooler is dropped on purpose; the model code's helper silences transformers' report of it
+                with _quiet_transformers():
+                    self.encoder = AutoModel.from_pretrained(source, add_pooling_layer=False, dtype=torch.float32)
             self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(source)
         except OSError as err:
             raise ConfigError("encoder", f"cannot load {source!r}: {err}") from err
