@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
+from preprocessing.codes import observation_code
 from preprocessing.errors import MmdxError
 from preprocessing.labeler.context import NEGATIVE, POSITIVE, UNCERTAIN, Sentences
 from preprocessing.labeler.lexicon import (
@@ -63,12 +64,19 @@ class ReportLabels:
     evidence: dict[str, list[Mention]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict with ``values``, ``zones`` and ``evidence`` (mentions as dicts)."""
+        """JSON-ready dict with ``values``, ``zones``, ``evidence`` (mentions as dicts) and ``codes``
+        (observation -> ``SCHEME:VALUE`` of :mod:`preprocessing.codes`, for the observations stated)."""
         return {
             "values": dict(self.values),
+            "codes": stated_codes(self.values),
             "zones": {k: list(v) for k, v in self.zones.items()},
             "evidence": {k: [asdict(m) for m in v] for k, v in self.evidence.items()},
         }
+
+
+def stated_codes(values: dict[str, int | None]) -> dict[str, str]:
+    """Observation -> ``SCHEME:VALUE`` (:mod:`preprocessing.codes`) of the observations with a value."""
+    return {k: str(observation_code(k)) for k, v in values.items() if v is not None}
 
 
 @dataclass

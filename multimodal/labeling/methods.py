@@ -18,7 +18,7 @@ from pathlib import Path
 from multimodal.labeling.bert_labeler import CLASS_VALUES, BertLabeler
 from preprocessing.errors import MmdxError
 from preprocessing.labeler.lexicon import CONVENTIONS, DEFAULT_CONVENTION
-from preprocessing.report_labeler import label_report, read_reports
+from preprocessing.report_labeler import label_report, read_reports, stated_codes
 from preprocessing.vocab import UNCERTAIN_POLICIES, apply_uncertain_policy, resolve_observations
 
 METHODS = ("rules", "bert", "ensemble")
@@ -38,8 +38,9 @@ def ensemble_values(rules: dict[str, int | None], proba_row, model: BertLabeler)
 def label_texts(texts: list[str], method: str = "rules", model: str | BertLabeler | None = None,
                 convention: str = DEFAULT_CONVENTION, observations: str | list[str] = "chexpert",
                 batch_size: int = 32, progress: bool = False) -> list[dict]:
-    """Label ``texts``; one dict per text with ``values`` (observation -> 1/0/-1/None), and for the rules
-    and the ensemble ``zones`` and ``evidence`` (see :meth:`preprocessing.report_labeler.ReportLabels.to_dict`).
+    """Label ``texts``; one dict per text with ``values`` (observation -> 1/0/-1/None) and ``codes``, and
+    for the rules and the ensemble ``zones`` and ``evidence`` (see
+    :meth:`preprocessing.report_labeler.ReportLabels.to_dict`).
 
     ``model``: a saved learned labeler's directory (or the loaded model), needed by "bert" and
     "ensemble", whose observations are the model's. ``convention``: the rules' reading ("chexpert" or
@@ -57,13 +58,13 @@ def label_texts(texts: list[str], method: str = "rules", model: str | BertLabele
     labeler = model if isinstance(model, BertLabeler) else BertLabeler.from_pretrained(model)
     proba = labeler.predict_proba(texts, batch_size=batch_size, progress=progress)
     if method == "bert":
-        return [{"values": v} for v in labeler.values_from_proba(proba)]
+        return [{"values": v, "codes": stated_codes(v)} for v in labeler.values_from_proba(proba)]
     out = []
     for text, row in zip(texts, proba):
         rules = label_report(text, labeler.config.observations, convention).to_dict()
         values = ensemble_values(rules["values"], row, labeler)
         kept = {k for k, v in values.items() if v == rules["values"].get(k)}
-        out.append({"values": values,
+        out.append({"values": values, "codes": stated_codes(values),
                     "zones": {k: z if k in kept and values[k] in (1, -1) else [] for k, z in rules["zones"].items()},
                     "evidence": {k: e for k, e in rules["evidence"].items() if k in kept}})
     return out
@@ -98,6 +99,7 @@ def label_file(input_path: str | Path, out_path: str | Path, fields: list[str] |
         for row in rows:
             if "error" not in row:
                 found = next(labels)
-                row |= {"method": method, **found, "values": apply_uncertain_policy(found["values"], uncertain_policy)}
+                values = apply_uncertain_policy(found["values"], uncertain_policy)
+                row |= {"method": method, **found, "values": values, "codes": stated_codes(values)}
             dst.write(json.dumps(row) + "\n")
     return len(rows)

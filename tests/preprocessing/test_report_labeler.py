@@ -203,3 +203,10 @@ def test_other_vocabularies():
     phantom = values(text, "phantom")
     assert phantom == {"Pleural Effusion": 1, "Lung Lesion": 1}
     assert values("Right lung mass.", ["Mass", "Nodule"]) == {"Mass": 1}
+
+
+def test_labels_name_the_standard_code_of_each_stated_observation():
+    labels = label_report("Small right pleural effusion. No pneumothorax.").to_dict()
+    assert labels["codes"]["Pleural Effusion"] == "SCT:60046008"
+    assert labels["codes"]["Pneumothorax"] == "SCT:36118008"
+    assert "Fracture" not in labels["codes"]  # not stated: no value, no code

@@ -79,7 +79,7 @@ def test_uncertain_policy_rewrites_only_uncertain_values(tmp_path, policy, expec
 def test_bert_and_ensemble_methods(saved_labeler, tmp_path):
     texts = ["Mild cardiomegaly. No pneumothorax.", "Possible left basilar atelectasis."]
     bert = label_texts(texts, "bert", str(saved_labeler))
-    assert [set(r) for r in bert] == [{"values"}] * 2 and len(bert[0]["values"]) == 14
+    assert [set(r) for r in bert] == [{"values", "codes"}] * 2 and len(bert[0]["values"]) == 14
     model = BertLabeler.from_pretrained(saved_labeler)
     rules = [label_report(t).values for t in texts]
     # the ensemble keeps the rules unless the learned labeler is sure enough of another class
