@@ -141,7 +141,8 @@ def _find_hits(sents: Sentences, setup: _Setup) -> list[_Hit]:
                     continue
                 value = NEGATIVE
             else:
-                value = sents.classify(start, end, max(head, start))
+                value = sents.classify(start, end, max(head, start),
+                                       alternatives=all(CONCEPTS[c].hedged_by_alternatives for c in wanted))
                 if value == POSITIVE and any(c in setup.convention.suggests_only for c in wanted):
                     value = UNCERTAIN
             sentence = sents.index(start)

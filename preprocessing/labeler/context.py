@@ -115,12 +115,12 @@ class Sentences:
     def _is_pseudo(self, start: int, end: int) -> bool:
         return any(s <= start and end <= e for s, e in self._pseudo)
 
-    def classify(self, start: int, end: int, head_start: int, left_limit: int = 0) -> int:
+    def classify(self, start: int, end: int, head_start: int, left_limit: int = 0, alternatives: bool = True) -> int:
         """Value of the mention ``[start, end)``: POSITIVE, NEGATIVE or UNCERTAIN.
 
         ``head_start`` is where the mention's last word begins, so that a trigger inside a longer
         mention ("heart is *not* enlarged") counts as preceding it. Pre-triggers before ``left_limit``
-        do not count.
+        do not count. ``alternatives=False`` keeps "X or Y" from hedging this mention.
         """
         left, right = self.clause_span(start, end)
         left = max(left, left_limit)
@@ -147,6 +147,6 @@ class Sentences:
         # "versus" after the mention hedges it like a pre-trigger: a negation still wins ("no
         # effusion versus thickening").
         versus_after = self.versus_hedges and _VERSUS_POST.search(after)
-        alternative = self.alternatives and (_ALTERNATIVE_PRE.search(self.low, hedge_left, head_start)
+        alternative = self.alternatives and alternatives and (_ALTERNATIVE_PRE.search(self.low, hedge_left, head_start)
                                              or _ALTERNATIVE_POST.search(after))
         return UNCERTAIN if uncertain or versus_after or alternative else POSITIVE

@@ -36,6 +36,7 @@ class Concept:
     inserted on the right, not a finding in the right lung): they get no zones and take no location
     phrase from a neighbouring finding. ``in_lung`` is True for findings that are lung findings only
     where they lie in the lung (a density "projecting over the posterior 9th rib" is not one).
+    ``hedged_by_alternatives`` is False where "X or Y" names the thing either way ("pacemaker/ICD").
     """
 
     name: str
@@ -44,6 +45,7 @@ class Concept:
     default_zones: tuple[str, ...] = ()
     zoned: bool = True
     in_lung: bool = False
+    hedged_by_alternatives: bool = True
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ _GROUPS: dict[str, list[str]] = _DATA["groups"]
 
 CONCEPTS: dict[str, Concept] = {
     c["name"]: Concept(c["name"], tuple(c["targets"]), tuple(c.get("default_levels", ("upper", "middle", "lower"))),
-                       tuple(c.get("default_zones", ())), c.get("zoned", True), c.get("in_lung", False))
+                       tuple(c.get("default_zones", ())), c.get("zoned", True), c.get("in_lung", False),
+                       c.get("hedged_by_alternatives", True))
     for c in _DATA["concepts"]
 }
 CONVENTIONS: dict[str, Convention] = {

@@ -53,6 +53,10 @@ def test_chexpert_is_the_default_convention():
 @pytest.mark.parametrize("text, expected", [
     # a negation still wins over an alternative
     ("No pleural effusion or pneumothorax.", {"Pleural Effusion": 0, "Pneumothorax": 0}),
+    # "s/p" (status post) is no alternative, and a device named two ways is still a device
+    ("S/p sternotomy wires intact.", {"Support Devices": 1}),
+    ("Left chest pacemaker/ICD with leads in the right heart.", {"Support Devices": 1}),
+    ("Right PICC or central line with tip in the SVC.", {"Support Devices": 1}),
     # a nodule that is not called a granuloma stays a lesion, whatever else the report says
     ("Right upper lobe nodule. Scattered calcified granulomas.", {"Lung Lesion": 1}),
     # healed and old fractures are fractures
