@@ -18,7 +18,7 @@ from pathlib import Path
 from multimodal.labeling.bert_labeler import CLASS_VALUES, BertLabeler
 from preprocessing.errors import MmdxError
 from preprocessing.labeler.lexicon import CONVENTIONS, DEFAULT_CONVENTION
-from preprocessing.report_labeler import label_report, read_reports, stated_codes
+from preprocessing.report_labeler import NO_FINDING, SUPPORT_DEVICES, label_report, read_reports, stated_codes
 from preprocessing.vocab import UNCERTAIN_POLICIES, apply_uncertain_policy, resolve_observations
 
 METHODS = ("rules", "bert", "ensemble")
@@ -26,12 +26,16 @@ METHODS = ("rules", "bert", "ensemble")
 
 def ensemble_values(rules: dict[str, int | None], proba_row, model: BertLabeler) -> dict[str, int | None]:
     """One report's values: the rules' value of each observation unless the learned labeler gives another
-    class a probability of at least ``model.config.ensemble_threshold`` (``proba_row``: ``[O, 4]``)."""
+    class a probability of at least ``model.config.ensemble_threshold`` (``proba_row``: ``[O, 4]``).
+    No Finding then follows CheXpert's rule from the final values (1 only when no other observation but
+    Support Devices is 1 or -1)."""
     out = dict(rules)
     for i, name in enumerate(model.config.observations):
         p, c = proba_row[i].max(-1)
         if float(p) >= model.config.ensemble_threshold:
             out[name] = CLASS_VALUES[int(c)]
+    if out.get(NO_FINDING) is not None:
+        out[NO_FINDING] = int(not any(v in (1, -1) for k, v in out.items() if k not in (NO_FINDING, SUPPORT_DEVICES)))
     return out
 
 

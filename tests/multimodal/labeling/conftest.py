@@ -12,6 +12,7 @@ WORDS = ("no mild small large left right possible may represent heart size is no
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory):
+    import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     directory = tmp_path_factory.mktemp("tiny_bert")
@@ -20,5 +21,6 @@ def tiny_encoder(tmp_path_factory):
     BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True).save_pretrained(directory)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
     BertModel(config, add_pooling_layer=False).save_pretrained(directory)
     return str(directory)
