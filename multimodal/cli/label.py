@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     examples=("mmdx label --input reports.jsonl --out labels.jsonl",
                               "mmdx label --input reports.jsonl --out labels.jsonl --convention iu",
                               "mmdx label --input reports.jsonl --out labels.jsonl --method ensemble --model runs/labeler",
-                              "mmdx label --input reports.jsonl --out labels.jsonl --uncertain-policy ones"))
+                              "mmdx label --input reports.jsonl --out labels.jsonl --uncertain U-Ones"))
     s.add_argument("--input", required=True, help="JSONL file, one report per line")
     s.add_argument("--out", required=True, help="JSONL file written, one line per input line")
     s.add_argument("--fields", default="findings,impression",
@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--convention", default=None, choices=["chexpert", "iu"],
                    help="how the rules read the text: CheXpert's or the IU coders' (default: chexpert)")
     s.add_argument("--observations", default=None, help="observation set of the rules (default: chexpert)")
-    s.add_argument("--uncertain-policy", default=None, choices=["ignore", "zeros", "ones"],
-                   help="rewrite uncertain (-1) values: ignore -> null, zeros -> 0, ones -> 1 (default: keep -1)")
+    s.add_argument("--uncertain", default=None, choices=["keep", "U-Ignore", "U-Ones", "U-Zeros"],
+                   help="uncertain (-1) labels kept, ignored (null), read as 1 or as 0, as in mmdx manifest "
+                        "(default: keep)")
     s.add_argument("--batch-size", type=int, default=None, help="reports per batch of the learned labeler (default: 32)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=run)
@@ -37,6 +38,6 @@ def run(a: argparse.Namespace) -> int:
 
     n = label_file(a.input, a.out, fields=a.fields.split(","), progress=not a.quiet,
                    **given(a, id_field="id_field", method="method", model="model", convention="convention",
-                           observations="observations", uncertain_policy="uncertain_policy", batch_size="batch_size"))
+                           observations="observations", uncertain_policy="uncertain", batch_size="batch_size"))
     print(f"labelled {n} reports -> {a.out}")
     return 0

@@ -183,7 +183,7 @@ def manifest_from_iu(path: str | Path, out: str | Path | None = None, convention
     The images of these reports are not available here, so ``images`` is empty. ``text`` is the
     indication, ``findings`` the findings; labels (CheXpert's 14) and zones come from the
     project's report labeler on findings + impression under ``convention`` ("chexpert" or "iu"), with
-    ``uncertain_policy`` applied as ``mmdx label --uncertain-policy`` does (None keeps -1). The file's
+    ``uncertain_policy`` applied as ``mmdx label --uncertain`` does (None keeps -1). The file's
     R2Gen split is kept for train/val; its "unsplit" studies (R2Gen's test studies are among them)
     become "test".
     """

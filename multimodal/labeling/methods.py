@@ -7,7 +7,7 @@
   value is the rules' own.
 
 Every method gives the same label values (1 / 0 / -1 / None), and :func:`label_file` applies the same
-uncertain-label policies as the dataset layouts (:data:`preprocessing.vocab.UNCERTAIN_POLICIES`).
+uncertain-label policies as the dataset layouts (:data:`preprocessing.vocab.UNCERTAIN_CHOICES`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from multimodal.labeling.bert_labeler import CLASS_VALUES, BertLabeler
 from preprocessing.errors import MmdxError
 from preprocessing.labeler.lexicon import CONVENTIONS, DEFAULT_CONVENTION
 from preprocessing.report_labeler import NO_FINDING, SUPPORT_DEVICES, label_report, read_reports, stated_codes
-from preprocessing.vocab import UNCERTAIN_POLICIES, apply_uncertain_policy, resolve_observations
+from preprocessing.vocab import apply_uncertain_policy, resolve_observations
 
 METHODS = ("rules", "bert", "ensemble")
 
@@ -82,14 +82,17 @@ def label_file(input_path: str | Path, out_path: str | Path, fields: list[str] |
 
     Each output line holds ``id``, ``line``, ``text`` (see :func:`preprocessing.report_labeler.read_reports`),
     ``method`` and the labels of :func:`label_texts`; a line that is not a JSON object gives ``{"id": null,
-    "line": n, "error": "..."}`` and labelling goes on. ``uncertain_policy`` ("ignore" | "zeros" | "ones",
-    default None: keep -1) rewrites uncertain values as the dataset layouts do. Raises :class:`MmdxError`
+    "line": n, "error": "..."}`` and labelling goes on. ``uncertain_policy`` ("keep" / None, "U-Ignore",
+    "U-Ones", "U-Zeros", as ``mmdx manifest --uncertain``) rewrites uncertain values as the dataset
+    layouts do. Raises :class:`MmdxError`
     for a missing input, an unknown method, convention, observation list or policy.
     """
-    for option, value, known in (("--convention", convention, tuple(CONVENTIONS)),
-                                 ("--uncertain-policy", uncertain_policy, (None, *UNCERTAIN_POLICIES))):
-        if value not in known:
-            raise MmdxError(f"{option}: expected one of {', '.join(k for k in known if k)}, got {value!r}")
+    if convention not in CONVENTIONS:
+        raise MmdxError(f"--convention: expected one of {', '.join(CONVENTIONS)}, got {convention!r}")
+    try:
+        apply_uncertain_policy({}, uncertain_policy)
+    except ValueError as err:
+        raise MmdxError(f"--uncertain: {err}") from err
     try:
         resolve_observations(observations)
     except ValueError as err:

@@ -92,7 +92,7 @@ def test_iu_reports_give_text_only_studies_labelled_by_the_report_labeler(tmp_pa
     assert second.labels["Cardiomegaly"] == 1 and second.split == "test" and second.findings == ""
 
 
-@pytest.mark.parametrize("policy, expected", [(None, -1), ("ignore", None), ("zeros", 0), ("ones", 1)])
+@pytest.mark.parametrize("policy, expected", [(None, -1), ("U-Ignore", None), ("U-Zeros", 0), ("U-Ones", 1)])
 def test_iu_manifest_applies_the_uncertain_policy_of_the_dataset_layouts(tmp_path, policy, expected):
     rows = [{"uid": 1, "findings": "Left basilar opacity may represent atelectasis.", "impression": "", "split": "train"}]
     study, = load_manifest(manifest_from_iu(_jsonl(tmp_path / "r.jsonl", rows), out=tmp_path / "iu.jsonl",

@@ -67,7 +67,8 @@ def test_cli_label_reports_missing_input_and_unknown_vocabulary(tmp_path, capsys
 
 
 
-@pytest.mark.parametrize("policy, expected", [(None, -1), ("ignore", None), ("zeros", 0), ("ones", 1)])
+@pytest.mark.parametrize("policy, expected", [(None, -1), ("keep", -1), ("U-Ignore", None), ("U-Zeros", 0),
+                                              ("U-Ones", 1), ("ones", 1)])
 def test_uncertain_policy_rewrites_only_uncertain_values(tmp_path, policy, expected):
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": 1, "findings": "Possible pneumonia. No effusion."}) + "\n")
@@ -105,7 +106,7 @@ def test_cli_label_with_a_learned_labeler_and_the_errors_that_name_what_is_missi
     assert row["method"] == "ensemble" and set(row["values"]) >= {"Pleural Effusion", "No Finding"}
     assert mmdx(["label", "--input", str(src), "--out", str(tmp_path / "o.jsonl"), "--method", "bert"]) == 2
     assert "--model" in capsys.readouterr().err
-    with pytest.raises(MmdxError, match="uncertain-policy"):
+    with pytest.raises(MmdxError, match="--uncertain"):
         label_file(src, tmp_path / "o.jsonl", uncertain_policy="sometimes")
 
 
