@@ -28,6 +28,7 @@ from multimodal.inference.prepare import PreparedStudy, View, candidates_for, ma
 from multimodal.inference.results import ObservationResult, Peak, StudyResult, write_heatmaps
 from multimodal.inference.tta import with_tta
 from multimodal.models.calibration import decide
+from multimodal.models.model_card import weights_sha256
 from preprocessing.errors import ConfigError, ImageReadError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -60,6 +61,8 @@ class Predictor:
         config_json = json.dumps(self.config.to_dict(), sort_keys=True)
         self.model_info = {"name": self.config.name, "version": self.config.version,
                            "config_hash": hashlib.sha256(config_json.encode()).hexdigest()[:16]}
+        if model_dir is not None:
+            self.model_info["sha256"] = weights_sha256(model_dir, model.weights_file)
 
     @property
     def model_name(self) -> str:

@@ -33,6 +33,7 @@ from preprocessing.errors import ConfigError
 
 from .calibration import calibrated_probs
 from .configuration import CONFIG_NAME, MultimodalConfig
+from .model_card import weights_sha256
 from .modeling import ENSEMBLE_NAME, WEIGHTS_NAME, MultimodalModel, MultimodalOutput
 
 MEMBERS_DIR = "members"
@@ -44,6 +45,8 @@ class EnsembleModel(nn.Module):
     ``sample_probs`` ``[B, M, D]`` holds each member's probability through the ensemble's calibration
     map (their spread is the uncertainty, ``uncertainty_method="ensemble"``).
     """
+
+    weights_file = ENSEMBLE_NAME  # its sha256 covers every member's (recorded in it)
 
     def __init__(self, members: list[MultimodalModel], weights: list[float], config: MultimodalConfig,
                  findings_member: int = 0):
@@ -102,21 +105,13 @@ class EnsembleModel(nn.Module):
         for i, entry in enumerate(spec["members"]):
             path = directory / entry["path"]
             for name, key in ((CONFIG_NAME, "config_sha256"), (WEIGHTS_NAME, "weights_sha256")):
-                if not (path / name).is_file() or file_sha256(path / name) != entry[key]:
+                if not (path / name).is_file() or weights_sha256(path, name) != entry[key]:
                     raise ConfigError(f"members[{i}].{key}", f"{path / name} is missing or differs from the file "
                                       f"the ensemble was built from")
             members.append(MultimodalModel.from_pretrained(path, device=device))
         model = cls(members, [e["weight"] for e in spec["members"]], MultimodalConfig.load(directory),
                     spec["findings_member"])
         return model.to(device or "cpu").eval()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_ensemble(models: list[str | Path], out: str | Path, weights: list[float] | None = None,
@@ -153,8 +148,8 @@ def build_ensemble(models: list[str | Path], out: str | Path, weights: list[floa
         target = out / MEMBERS_DIR / str(i)
         shutil.copytree(m, target)
         entries.append({"path": f"{MEMBERS_DIR}/{i}", "source": Path(m).name, "weight": w / total,
-                        "config_sha256": file_sha256(target / CONFIG_NAME),
-                        "weights_sha256": file_sha256(target / WEIGHTS_NAME), "config": c.to_dict()})
+                        "config_sha256": weights_sha256(target, CONFIG_NAME),
+                        "weights_sha256": weights_sha256(target, WEIGHTS_NAME), "config": c.to_dict()})
     spec = {"members": entries, "findings_member": findings_member,
             "averaging": "weighted mean of member probabilities (sigmoid of raw logits); heat maps as "
                          "probabilities on member 0's grid; then the ensemble's calibration"}

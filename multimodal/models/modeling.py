@@ -28,6 +28,7 @@ from .configuration import MultimodalConfig
 from .decoder_vocab import normalise_decoder_vocab
 from .encoders import apply_freezing, apply_lora, build_image_encoder, build_text_encoder, text_layers
 from .fusion import CrossModalFusion
+from .model_card import CARD_NAME, ModelCard, weights_sha256
 from .heads import DiseaseHeads, FindingsDecoder, classification_loss, region_loss, zone_loss
 
 WEIGHTS_NAME = "model.safetensors"
@@ -68,6 +69,8 @@ class MultimodalModel(nn.Module):
     Build a fresh model with :meth:`from_config` (loads the pretrained text encoder) and a trained
     one with :meth:`from_pretrained` (no network, no original weights needed).
     """
+
+    weights_file = WEIGHTS_NAME  # the file whose sha256 identifies a saved model
 
     def __init__(self, config: MultimodalConfig, load_pretrained: bool = False, tokenizer: Any = None):
         super().__init__()
@@ -142,8 +145,9 @@ class MultimodalModel(nn.Module):
         load_model(model, str(weights), strict=True)
         return model.to(device or "cpu").eval()
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.json, model.safetensors and the tokenizer files into ``directory``."""
+    def save_pretrained(self, directory: str | Path, card: ModelCard | None = None) -> Path:
+        """Write config.json, model.safetensors, the tokenizer files and the model card (README.md,
+        from ``card``: what training recorded; see :mod:`multimodal.models.model_card`) into ``directory``."""
         from safetensors.torch import save_model
 
         directory = Path(directory)
@@ -151,6 +155,7 @@ class MultimodalModel(nn.Module):
         self.config.save(directory)
         save_model(self, str(directory / WEIGHTS_NAME))
         self.tokenizer.save_pretrained(str(directory))
+        (directory / CARD_NAME).write_text((card or ModelCard()).render(self.config, weights_sha256(directory)))
         return directory
 
     def _encode_images(self, pixel_values: torch.Tensor, view_mask: torch.Tensor) -> torch.Tensor:
