@@ -13,6 +13,12 @@ TINY = dict(observations="phantom", image_size=32, patch_size=8, image_hidden=32
             fusion_hidden=32, decoder_layers=1, decoder_max_length=8)
 
 
+@pytest.fixture()
+def tiny_settings() -> dict:
+    """MultimodalConfig keyword arguments of a 32-px, one-layer model over the phantom observations."""
+    return dict(TINY)
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> MultimodalModel:
     torch.manual_seed(0)
