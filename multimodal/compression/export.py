@@ -3,7 +3,7 @@
 The graph takes the model's four inputs and returns ``probs [B, D]``, ``heatmaps [B, D, h, w]``
 (probabilities on the first view's patch grid, as :class:`~multimodal.inference.predictor.Predictor`
 reports them) and ``zone_probs [B, D, Z]``; batch, views and text length are dynamic axes
-(``torch.onnx.export`` with the dynamo exporter). The findings decoder (autoregressive generation)
+(``torch.onnx.export`` with the dynamo exporter; views only when ``max_views`` > 1). The findings decoder (autoregressive generation)
 is **not exported**: score findings with PyTorch. Missing views are encoded as blank images and
 their tokens zeroed in the graph, which gives the same result as PyTorch's skipping them.
 
@@ -78,9 +78,10 @@ def export_onnx(model_dir: str | Path, out: str | Path, quantize: str | None = N
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     batch = example_batch(model)
-    batch_dim, views_dim, tokens_dim = (torch.export.Dim("batch"), torch.export.Dim("views", max=model.config.max_views),
-                                        torch.export.Dim("tokens", max=model.config.text_max_length))
-    shapes = {"pixel_values": {0: batch_dim, 1: views_dim}, "view_mask": {0: batch_dim, 1: views_dim},
+    batch_dim, tokens_dim = torch.export.Dim("batch"), torch.export.Dim("tokens", max=model.config.text_max_length)
+    # A dynamic axis spans at least 2 values: a one-view model keeps its views axis fixed at 1.
+    views = {1: torch.export.Dim("views", max=model.config.max_views)} if model.config.max_views > 1 else {}
+    shapes = {"pixel_values": {0: batch_dim, **views}, "view_mask": {0: batch_dim, **views},
               "input_ids": {0: batch_dim, 1: tokens_dim}, "attention_mask": {0: batch_dim, 1: tokens_dim}}
     torch.onnx.export(ClassificationGraph(model), (), str(out), kwargs=batch, dynamo=True, opset_version=OPSET,
                       input_names=list(INPUTS), output_names=list(OUTPUTS), dynamic_shapes=shapes,

@@ -205,6 +205,10 @@ def _f(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _steps(steps: int) -> str:
+    return f" ({steps} steps)" if steps > 1 else ""
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The tables of a :func:`robustness` result in Markdown."""
     clean = result["clean"]
@@ -214,7 +218,7 @@ def markdown(result: dict[str, Any]) -> str:
     if result["adversarial"]:
         lines += ["## Adversarial (white-box, classification loss; eps on the [0, 1] scale)", "",
                   "| method | eps | eps x 255 | macro AUROC | pointing game |", "|---|---|---|---|---|"]
-        lines += [f"| {r['method']} ({r['steps']} steps) | {r['eps']:.4f} | {r['eps'] * 255:.2g} | "
+        lines += [f"| {r['method']}{_steps(r['steps'])} | {r['eps']:.4f} | {r['eps'] * 255:.2g} | "
                   f"{_f(r['macro_auroc'])} | {_f(r['pointing_game'])} |" for r in result["adversarial"]]
         lines.append("")
     if result["corruptions"]:
