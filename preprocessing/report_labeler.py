@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from preprocessing.codes import observation_code
 from preprocessing.errors import MmdxError
 from preprocessing.labeler.context import NEGATIVE, POSITIVE, UNCERTAIN, VERSUS_READINGS, Sentences
 from preprocessing.labeler.lexicon import CONCEPTS, NORMAL, PATTERNS, observation_map, outside_lung
@@ -58,9 +59,11 @@ class ReportLabels:
     evidence: dict[str, list[Mention]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict with ``values``, ``zones`` and ``evidence`` (mentions as dicts)."""
+        """JSON-ready dict with ``values``, ``zones``, ``evidence`` (mentions as dicts) and ``codes``
+        (observation -> ``SCHEME:VALUE`` of :mod:`preprocessing.codes`, for the observations stated)."""
         return {
             "values": dict(self.values),
+            "codes": {k: str(observation_code(k)) for k, v in self.values.items() if v is not None},
             "zones": {k: list(v) for k, v in self.zones.items()},
             "evidence": {k: [asdict(m) for m in v] for k, v in self.evidence.items()},
         }

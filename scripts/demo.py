@@ -1,4 +1,4 @@
-"""`make demo`: phantom studies -> train phantom-tiny -> evaluate -> score with SRs -> summary.
+"""`make demo`: phantom studies -> train phantom-tiny -> evaluate -> score with SRs -> HTML report -> summary.
 
 Each step is the `mmdx` command a user would type; the script prints it before running it.
 Outputs go under runs/demo (override with MMDX_DEMO_DIR).
@@ -35,10 +35,10 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     RUN.mkdir(parents=True, exist_ok=True)
     data, train_dir, eval_dir = RUN / "phantom", RUN / "train", RUN / "eval"
-    scores, sr_dir, heat_dir = RUN / "scores.jsonl", RUN / "sr", RUN / "heatmaps"
+    scores, sr_dir, heat_dir, report_dir = RUN / "scores.jsonl", RUN / "sr", RUN / "heatmaps", RUN / "report"
     # A demo run starts afresh: `mmdx train` refuses an --out that already holds a run, and `mmdx
     # score` resumes its output, so it would skip every study the previous run's model scored.
-    for stale in (train_dir, sr_dir, heat_dir):
+    for stale in (train_dir, sr_dir, heat_dir, report_dir):
         shutil.rmtree(stale, ignore_errors=True)
     for stale in (scores, scores.with_name(scores.name + ".errors.jsonl")):
         stale.unlink(missing_ok=True)
@@ -57,6 +57,9 @@ def main() -> int:
     times["score"] = step("batch-score a few studies; DICOM SR per study", "score", "--model", str(model),
                           "--input", *map(str, test_dicoms), "--out", str(scores),
                           "--sr-dir", str(sr_dir), "--heatmaps", str(heat_dir))
+    times["report"] = step("HTML report of the scores and the evaluation (opens from disk)", "report",
+                           "--results", str(scores), "--images", str(heat_dir), "--eval", str(eval_dir),
+                           "--out", str(report_dir))
     total = time.perf_counter() - t_all
 
     summary = json.loads((eval_dir / "metrics.json").read_text())["summary"]
@@ -70,7 +73,8 @@ def main() -> int:
         print(f"{'time ' + name:<24}{seconds:>9.0f}s")
     print(f"{'time total':<24}{total:>9.0f}s")
     print(f"\nmodel: {model}\nmetrics and pictures: {eval_dir}\nscores: {scores}\n"
-          f"structured reports: {sr_dir}\nheat maps: {heat_dir}\nTensorBoard: tensorboard --logdir {train_dir}")
+          f"structured reports: {sr_dir}\nheat maps: {heat_dir}\nTensorBoard: tensorboard --logdir {train_dir}\n"
+          f"HTML report: {report_dir / 'index.html'}")
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, precision_recall_curve, precision_recall_fscore_support, roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, precision_recall_curve, precision_recall_fscore_support, roc_auc_score
 from torchmetrics.functional.classification import binary_auroc, multilabel_auroc, multilabel_average_precision
 
 
@@ -144,25 +144,6 @@ def _bootstrap_scores(probs: np.ndarray, labels: np.ndarray, ok: np.ndarray, obs
 
 def plot_roc(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, observations: list[str], path: str | Path) -> Path:
     """Write one ROC curve per observation (with its AUROC in the legend) to a PNG; returns the path."""
-    import matplotlib
+    from multimodal.evaluation.figures import roc_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = valid_mask(labels, mask)
-    fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
-    for d, name in enumerate(observations):
-        y, p = labels[ok[:, d], d], probs[ok[:, d], d]
-        if not 0 < y.sum() < len(y):
-            continue
-        fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, lw=1.2, label=f"{name} ({roc_auc_score(y, p):.3f})")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC per observation (AUROC)",
-           xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(roc_figure(probs, labels, mask, observations), path)

@@ -2,7 +2,9 @@
 
 Writes into ``out``: ``metrics.json`` (a ``summary`` of headline numbers plus the full
 classification / region / findings / clinical sections), ``roc.png``, ``overlays/*.png`` (heat maps
-over the input with the radiologist boxes and the pointing-game peak) and ``findings.jsonl``
+over the input with the radiologist boxes and the pointing-game peak: the best and the worst
+pointing trials), ``pointing.jsonl`` (one line per trial), ``predictions.npz`` (probabilities,
+labels, mask, study ids: what ``mmdx report`` draws its curves from) and ``findings.jsonl``
 (reference and generated findings per study).
 """
 
@@ -119,7 +121,12 @@ def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split
     classification["thresholds"] = dict(zip(observations, thresholds.tolist()))
     plot_roc(pred["probs"], pred["labels"], pred["label_mask"], observations, out / "roc.png")
     region, trials = region_metrics(pred, observations, list(config.zones), config.image_size)
-    _write_overlays(pred, trials, observations, out / "overlays", overlays)
+    np.savez_compressed(out / "predictions.npz", probs=pred["probs"], labels=pred["labels"],
+                        label_mask=pred["label_mask"], study_ids=np.array(pred["study_ids"]), observations=np.array(observations))
+    trials = _by_pointing_error(trials)
+    _write_overlays(pred, trials[:overlays - overlays // 2] + trials[len(trials) - overlays // 2:] if len(trials) > overlays
+                    else trials, observations, out / "overlays", overlays)
+    _write_pointing(pred, trials, observations, out / "pointing.jsonl")
 
     references = [r.findings for r in records]
     has_text = generate and any(r and r.strip() for r in references)
@@ -155,6 +162,30 @@ def _clinical(references: list[str], generated: list[str], observations: list[st
         return None
 
 
+def _pointing_error(peak: tuple[float, float], rects: list) -> float:
+    """Distance in square pixels from the peak to the nearest box (0 inside one)."""
+    x, y = peak
+    return min(float(np.hypot(max(bx - x, 0, x - bx - bw), max(by - y, 0, y - by - bh))) for bx, by, bw, bh in rects)
+
+
+def _by_pointing_error(trials: list) -> list:
+    """Pointing trials from the best (peak in a box) to the worst (peak farthest from every box)."""
+    return sorted(trials, key=lambda t: _pointing_error(t[3], t[2]))
+
+
+def _write_pointing(pred: dict[str, Any], trials: list, observations: list[str], path: Path) -> None:
+    with open(path, "w") as f:
+        for n, d, rects, peak, hit in trials:
+            f.write(json.dumps({"study_id": pred["study_ids"][n], "observation": observations[d], "hit": hit,
+                                "error_px": round(_pointing_error(peak, rects), 3),
+                                "probability": round(float(pred["probs"][n, d]), 6),
+                                "overlay": f"{_overlay_stem(pred['study_ids'][n], observations[d])}.png"}) + "\n")
+
+
+def _overlay_stem(study_id: str, observation: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{study_id}_{observation}")
+
+
 def _write_overlays(pred: dict[str, Any], trials: list, observations: list[str], folder: Path, limit: int) -> None:
     """PNG overlays for the first ``limit`` pointing-game trials (or top predictions when no boxes)."""
     if limit <= 0:
@@ -166,5 +197,5 @@ def _write_overlays(pred: dict[str, Any], trials: list, observations: list[str],
     for n, d, rects, peak, hit in trials[:limit]:
         verdict = "" if hit is None else (" hit" if hit else " miss")
         title = f"{pred['study_ids'][n]}: {observations[d]} p={pred['probs'][n, d]:.2f}{verdict}"
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{pred['study_ids'][n]}_{observations[d]}")
-        save_overlay(pred["images"][n], pred["heatmaps"][n, d], folder / f"{safe}.png", title, rects, peak)
+        save_overlay(pred["images"][n], pred["heatmaps"][n, d], folder / f"{_overlay_stem(pred['study_ids'][n], observations[d])}.png",
+                     title, rects, peak)

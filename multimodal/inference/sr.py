@@ -13,8 +13,9 @@ Layout of the content tree (root: TID 1500 "Imaging Measurement Report"):
   sites), in the source image's pixel coordinates;
 * a "Qualitative Evaluations" container (TID 1500 row 12) holding the generated findings as TEXT.
 
-Observations and zones are coded in the local scheme ``99MMDX`` (their names are the meanings): no
-standard code set covers every label set a model may be trained on.
+Observations are coded in SNOMED CT / DICOM (``preprocessing.codes``), zones as SNOMED CT anatomy
+with laterality; the private scheme ``99MMDX`` only for concepts no standard covers (declared in
+the Coding Scheme Identification Sequence when used).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from pydicom.valuerep import DA, DT, TM
 from pydicom.uid import generate_uid
 
 from multimodal.inference.results import SourceImage, StudyResult
+from preprocessing.codes import ABSENT, NO_UNITS, PRESENT, PRIVATE_SCHEME, PROBABILITY, Code, observation_code, zone_site
 from preprocessing.errors import MmdxError
 from preprocessing.vocab import ZONE_BOXES
 
-LOCAL_SCHEME = "99MMDX"
 PROCEDURE = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("126010", "DCM", "Qualitative Evaluations")
 MANUFACTURER = "mmdx"
@@ -42,10 +43,16 @@ PIXEL_DATA = Tag("PixelData")
 _TEMPORAL_VRS = {"DA": DA, "DT": DT, "TM": TM}
 
 
-def local_code(name: str) -> hd.sr.CodedConcept:
-    """The local code of an observation or zone name (code value: the name without spaces, <= 16 chars)."""
-    value = "".join(ch for ch in name.upper() if ch.isalnum())[:16]
-    return hd.sr.CodedConcept(value, LOCAL_SCHEME, name)
+def coded(code: Code) -> hd.sr.CodedConcept:
+    """The highdicom concept of a :class:`preprocessing.codes.Code`."""
+    return hd.sr.CodedConcept(code.value, code.scheme, code.meaning)
+
+
+def finding_site(zone: str) -> hd.sr.FindingSite:
+    """A zone as a finding site: SNOMED CT anatomy with its laterality."""
+    site = zone_site(zone)
+    return hd.sr.FindingSite(anatomic_location=coded(site.location),
+                             laterality=coded(site.laterality) if site.laterality else None)
 
 
 def to_structured_report(result: StudyResult, source_datasets: Sequence[Dataset], *,
@@ -101,12 +108,17 @@ def to_structured_report(result: StudyResult, source_datasets: Sequence[Dataset]
         series_description=f"{name} {version} AI results"[:64])
     # Generated text may hold any character; UTF-8 encodes it and every copied patient/study value.
     sr.SpecificCharacterSet = "ISO_IR 192"
+    if any(observation_code(o).scheme == PRIVATE_SCHEME for o in result.observations):
+        _declare_private_scheme(sr)
+    return sr
+
+
+def _declare_private_scheme(sr: Dataset) -> None:
     sr.CodingSchemeIdentificationSequence = [Dataset()]
     scheme = sr.CodingSchemeIdentificationSequence[0]
-    scheme.CodingSchemeDesignator = LOCAL_SCHEME
-    scheme.CodingSchemeName = "mmdx observations and zones"
+    scheme.CodingSchemeDesignator = PRIVATE_SCHEME
+    scheme.CodingSchemeName = "mmdx observations without a standard code"
     scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
-    return sr
 
 
 def _describable(datasets: Sequence[Dataset]) -> bool:
@@ -145,10 +157,10 @@ def _parses(element) -> bool:
 
 
 def _observation_group(name: str, obs, algorithm, frontal: Dataset) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    concept = local_code(name)
-    probability = hd.sr.Measurement(name=codes.DCM.Probability, value=float(obs.probability),
-                                    unit=codes.UCUM.NoUnits, algorithm_id=algorithm)
-    decision = hd.sr.QualitativeEvaluation(name=concept, value=codes.SCT.Present if obs.positive else codes.SCT.Absent)
+    concept = coded(observation_code(name))
+    probability = hd.sr.Measurement(name=coded(PROBABILITY), value=float(obs.probability),
+                                    unit=coded(NO_UNITS), algorithm_id=algorithm)
+    decision = hd.sr.QualitativeEvaluation(name=concept, value=coded(PRESENT if obs.positive else ABSENT))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=name),
         finding_type=concept, algorithm_id=algorithm, measurements=[probability],
@@ -160,9 +172,9 @@ def _region_groups(name: str, result: StudyResult, algorithm, region_source,
                    geometry: SourceImage | None) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
     """The heat-map peak as a POINT, and each zone of the observation as a closed POLYLINE."""
     obs = result.observations[name]
-    concept = local_code(name)
-    present = [hd.sr.QualitativeEvaluation(name=concept, value=codes.SCT.Present)]
-    sites = [hd.sr.FindingSite(anatomic_location=local_code(zone)) for zone in obs.zones]
+    concept = coded(observation_code(name))
+    present = [hd.sr.QualitativeEvaluation(name=concept, value=coded(PRESENT))]
+    sites = [finding_site(zone) for zone in obs.zones]
     groups = []
     if obs.peak is not None and obs.peak.view == 0:
         point = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POINT,
@@ -179,7 +191,7 @@ def _region_groups(name: str, result: StudyResult, algorithm, region_source,
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"{name} {zone}"),
             referenced_region=outline, finding_type=concept, algorithm_id=algorithm,
-            finding_sites=[hd.sr.FindingSite(anatomic_location=local_code(zone))],
+            finding_sites=[finding_site(zone)],
             qualitative_evaluations=present))
     return groups
 

@@ -282,3 +282,10 @@ def test_agreement_with_iu_codes_on_held_out_reports():
     assert result["reports"] > 800
     assert result["macro_f1"] >= 0.85, result["observations"]
     assert result["zone_jaccard"] >= 0.80
+
+
+def test_labels_name_the_standard_code_of_each_stated_observation():
+    labels = label_report("Small right pleural effusion. No pneumothorax.").to_dict()
+    assert labels["codes"]["Pleural Effusion"] == "SCT:60046008"
+    assert labels["codes"]["Pneumothorax"] == "SCT:36118008"
+    assert "Fracture" not in labels["codes"]  # not stated: no value, no code

@@ -33,3 +33,14 @@ def test_evaluate_writes_metrics_json_roc_and_overlays(tmp_path, capsys):
     assert (out / "roc.png").stat().st_size > 0 and list((out / "overlays").glob("*.png"))
     lines = (out / "findings.jsonl").read_text().splitlines()
     assert len(lines) == 14 and {"study_id", "reference", "generated"} <= set(json.loads(lines[0]))
+    # What `mmdx report --eval` draws from: the predictions and the pointing trials, best first.
+    import numpy as np
+
+    with np.load(out / "predictions.npz") as predictions:
+        assert predictions["probs"].shape == predictions["labels"].shape == (14, 5)
+        assert list(predictions["observations"]) == list(config.observations)
+    trials = [json.loads(line) for line in (out / "pointing.jsonl").read_text().splitlines()]
+    assert trials and [t["error_px"] for t in trials] == sorted(t["error_px"] for t in trials)
+    tolerance = metrics["region"]["tolerance_px_model_input"]
+    assert all(t["hit"] for t in trials if t["error_px"] == 0) and all(t["error_px"] > tolerance for t in trials if not t["hit"])
+    assert (out / "overlays" / trials[0]["overlay"]).is_file() and (out / "overlays" / trials[-1]["overlay"]).is_file()

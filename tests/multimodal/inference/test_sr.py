@@ -12,7 +12,8 @@ import pydicom
 import pytest
 
 from multimodal.inference.predictor import Predictor
-from multimodal.inference.sr import to_structured_report
+from multimodal.inference.sr import coded, to_structured_report
+from preprocessing.codes import ABSENT, NO_UNITS, PRESENT, PRIVATE_SCHEME, PROBABILITY, observation_code, zone_site
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,43 @@ def test_structured_report_passes_dciodvfy(predictor, phantom_dir, tmp_path):
     report = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True)
     errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
     assert errors == []
+
+
+def test_findings_and_zones_carry_standard_codes_that_highdicom_finds(predictor, phantom_dir, tmp_path):
+    source = pydicom.dcmread(sorted((phantom_dir / "dicom").rglob("PA.dcm"))[0])
+    result = predictor.predict(source)
+    path = tmp_path / "sr.dcm"
+    to_structured_report(result, [source]).save_as(path, enforce_file_format=True)
+    ds = pydicom.dcmread(path)
+    report = hd.sr.ComprehensiveSR.from_dataset(ds).content
+    for name, obs in result.observations.items():
+        code = observation_code(name)
+        assert code.scheme != PRIVATE_SCHEME  # the phantom's observations all have a standard code
+        (group,) = report.get_image_measurement_groups(finding_type=coded(code))
+        (probability,) = group.get_measurements(name=coded(PROBABILITY))
+        assert probability.value == pytest.approx(obs.probability, abs=1e-5)
+        assert probability.unit == coded(NO_UNITS)
+        (decision,) = group.get_qualitative_evaluations()
+        assert decision.value == coded(PRESENT if obs.positive else ABSENT)
+    positive = result.positives[0]
+    zone = result.observations[positive].zones[0]
+    site = zone_site(zone)
+    found = report.get_planar_roi_measurement_groups(finding_type=coded(observation_code(positive)),
+                                                     finding_site=coded(site.location))
+    assert found and site.location.scheme == "SCT"
+    items = list(_content(ds.ContentSequence))
+    if site.laterality is not None:
+        assert any(i.ConceptNameCodeSequence[0].CodeValue == "272741003"
+                   and i.ConceptCodeSequence[0].CodeValue == site.laterality.value for i in items)
+    assert "CodingSchemeIdentificationSequence" not in ds  # no private code was needed
+
+
+def test_a_label_without_a_standard_code_gets_the_declared_private_scheme(predictor, phantom_dir):
+    source = pydicom.dcmread(sorted((phantom_dir / "dicom").rglob("PA.dcm"))[0])
+    result = predictor.predict(source)
+    result.observations = {"Support Devices": next(iter(result.observations.values()))}
+    sr = to_structured_report(result, [source])
+    assert sr.CodingSchemeIdentificationSequence[0].CodingSchemeDesignator == PRIVATE_SCHEME
+    items = list(_content(sr.ContentSequence))
+    assert any(i.get("ConceptNameCodeSequence") and i.ConceptNameCodeSequence[0].CodingSchemeDesignator == PRIVATE_SCHEME
+               for i in items)
