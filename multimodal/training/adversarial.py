@@ -38,9 +38,11 @@ class AdversarialConfig(BaseModel):
 
     @model_validator(mode="after")
     def _method_given(self) -> AdversarialConfig:
-        if self.method == "none" and self.model_fields_set - {"method"}:
-            raise ConfigError("adversarial.method", "other adversarial keys are set but method is 'none'; "
-                              "set fgsm or pgd")
+        # A resolved config.yaml repeats every default: only values that differ from them are a mistake.
+        changed = [k for k in sorted(self.model_fields_set - {"method"})
+                   if getattr(self, k) != type(self).model_fields[k].default]
+        if self.method == "none" and changed:
+            raise ConfigError("adversarial.method", f"{', '.join(changed)} set but method is 'none'; set fgsm or pgd")
         return self
 
     def attack(self) -> Attack:

@@ -51,6 +51,7 @@ def test_method_none_is_the_identity_and_stray_keys_are_named(tiny_config):
     assert Adversary(AdversarialConfig(), model=None).perturb(batch) is batch
     with pytest.raises(ConfigError, match="adversarial.method"):
         AdversarialConfig(eps=0.01)
+    assert AdversarialConfig(**AdversarialConfig().model_dump()).method == "none"  # a resolved config reloads
     with pytest.raises(ConfigError, match="adversarial.share"):
         load_train_config({"data": {"manifest": "m.jsonl"}, "model": tiny_config["model"],
                            "adversarial": {"method": "fgsm", "share": 0}})
