@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                               "mmdx export --model runs/tiny/best --format onnx --out runs/tiny.onnx --quantize int8"))
     s.add_argument("--model", required=True, help="model directory (save_pretrained output)")
     s.add_argument("--out", required=True, help="ONNX file written (with --quantize int8 also <name>.int8.onnx)")
-    s.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: onnx)")
+    s.add_argument("--format", default=None, choices=["onnx"], help="export format (default: onnx, the only one so far)")
     s.add_argument("--quantize", default=None, choices=["int8"],
                    help="also write an ONNX Runtime dynamic-int8 copy (default: none)")
     s.add_argument("--tolerance", type=float, default=None,
