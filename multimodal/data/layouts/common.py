@@ -18,11 +18,11 @@ from typing import Any
 from multimodal.data.manifest import StudyRecord, write_manifest
 from multimodal.data.manifest_writers import split_for
 from preprocessing.errors import ManifestError
+from preprocessing.views import position_rank
 
 log = logging.getLogger(__name__)
 
 SPLIT_ORDER = ("test", "val", "train")  # a patient in several official splits goes to the first
-FRONTAL_VIEWS = ("PA", "AP")
 
 
 def open_text(path: Path) -> io.TextIOBase:
@@ -95,8 +95,9 @@ class Collector:
 
 
 def _finish(record: dict[str, Any]) -> dict[str, Any]:
-    """Frontal views first (boxes follow their image); views None when none is known."""
-    order = sorted(range(len(record["images"])), key=lambda i: record["views"][i] not in FRONTAL_VIEWS)
+    """Views in the project's view rule order (PA, AP, lateral...; boxes follow their image); views
+    None when none is known."""
+    order = sorted(range(len(record["images"])), key=lambda i: position_rank(record["views"][i]))
     new_index = {old: new for new, old in enumerate(order)}
     record = {**record, "images": [record["images"][i] for i in order], "views": [record["views"][i] for i in order]}
     for box in record["boxes"]:
