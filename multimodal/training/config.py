@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from multimodal.models.configuration import MultimodalConfig, unknown_key_reason
+from multimodal.training.adversarial import AdversarialConfig
 from preprocessing.errors import ConfigError
 
 
@@ -103,6 +104,7 @@ class TrainConfig(_Section):
     optim: OptimConfig = OptimConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     logging: LoggingConfig = LoggingConfig()
+    adversarial: AdversarialConfig = AdversarialConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     averaging: AveragingConfig = AveragingConfig()
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
