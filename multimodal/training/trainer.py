@@ -7,7 +7,7 @@ resumable state. The run directory holds::
     RUN_DIR/config.yaml    the resolved TrainConfig
     RUN_DIR/best/, last/   model directories (safetensors + config.json with tuned thresholds + tokenizer)
     RUN_DIR/state/         optimizer, scheduler, scaler, RNG and progress, for --resume
-    RUN_DIR/tb/            TensorBoard logs
+    RUN_DIR/tb/            TensorBoard logs (logging.tracker; multimodal.training.tracking)
     RUN_DIR/history.jsonl  one line of validation metrics per evaluation
 """
 
@@ -32,10 +32,12 @@ from tqdm.auto import tqdm
 from multimodal.data.dataset import StudyDataset, collate_studies
 from multimodal.data.manifest import load_manifest
 from multimodal.evaluation.classification import point_metrics, tune_thresholds
+from multimodal.evaluation.figures import reliability_figure, roc_figure
 from multimodal.models.decoder_vocab import build_decoder_vocab
 from multimodal.precision import native_bf16
 from multimodal.models.modeling import MultimodalModel
 from multimodal.training.config import OptimConfig, TrainConfig, load_train_config, save_train_config
+from multimodal.training.tracking import Tracking, check_installed
 from preprocessing.errors import ConfigError
 from preprocessing.text import load_tokenizer
 
@@ -159,7 +161,8 @@ def validate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerato
     """Validation loss and classification metrics (all processes), tuned thresholds, a first batch.
 
     Returns ``(metrics, thresholds [D], first)`` where ``first`` holds the first batch's
-    ``pixel_values``, ``heatmaps`` and ``probs`` for the TensorBoard pictures.
+    ``pixel_values``, ``heatmaps`` and ``probs`` for the tracker's pictures, and ``curves``: the
+    whole split's ``(probs, labels, label_mask)`` ``[N, D]`` for its ROC and reliability figures.
     """
     model.eval()
     losses, probs, labels, masks, first = [], [], [], [], {}
@@ -177,6 +180,7 @@ def validate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerato
     thresholds = tune_thresholds(probs_np, labels_np, masks_np)
     scores = point_metrics(probs_np, labels_np, masks_np, observations, thresholds)
     metrics = {"val_loss": float(torch.cat(losses).mean())}
+    first["curves"] = (probs_np, labels_np, masks_np)
     metrics.update({f"macro_{k}": v for k, v in scores["macro"].items() if v is not None})
     metrics.update({f"micro_{k}": v for k, v in scores["micro"].items() if v is not None})
     return metrics, thresholds, first
@@ -243,10 +247,11 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     """
     cfg, run = load_train_config(config, overrides), Path(out)
     _prepare_run_dir(run, resume)
+    check_installed(cfg.logging.tracker)
     train_records = split_records(cfg, cfg.data.train_split)
     accelerator = Accelerator(
         mixed_precision=resolve_precision(cfg.precision), gradient_accumulation_steps=cfg.optim.grad_accum,
-        log_with="tensorboard" if cfg.logging.tensorboard else None, project_dir=str(run),
+        log_with=None if cfg.logging.tracker == "none" else cfg.logging.tracker, project_dir=str(run),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters(cfg, train_records))])
     set_seed(cfg.seed)
@@ -267,8 +272,7 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     accelerator.register_for_checkpointing(scheduler, progress)
     if resume:
         accelerator.load_state(str(run / "state"))
-    if cfg.logging.tensorboard:
-        accelerator.init_trackers("tb", config={"lr": cfg.optim.lr, "batch_size": cfg.data.batch_size, "seed": cfg.seed})
+    tracking = Tracking(accelerator, cfg.logging.tracker, cfg.model_dump(mode="json"), run)
     eval_every, save_every = cfg.eval_every or steps_per_epoch, cfg.checkpoint_every or cfg.eval_every or steps_per_epoch
     halt_at = progress.step + cfg.halt_after_steps if cfg.halt_after_steps else None
     bar = tqdm(total=total, initial=progress.step, disable=not (cfg.logging.progress and accelerator.is_main_process),
@@ -300,7 +304,7 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
                                 step=progress.step)
             if progress.step % eval_every == 0 or progress.step == total:
                 metrics, thresholds, first = validate(model, val_loader, accelerator, observations)
-                stop = _after_evaluation(accelerator, cfg, run, model, progress, metrics, thresholds, first)
+                stop = _after_evaluation(accelerator, cfg, run, model, progress, metrics, thresholds, first, tracking)
             if progress.step % save_every == 0 or progress.step == total or stop or progress.step == halt_at:
                 _save_state(accelerator, run)
             if stop or progress.step >= total or progress.step == halt_at:
@@ -308,21 +312,25 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
         if progress.step == halt_at:
             break
     bar.close()
-    accelerator.end_training()
     best = run / "best" if (run / "best").is_dir() else None
+    tracking.model_card(best or run / "last", progress.step)
+    accelerator.end_training()
     return TrainResult(run_dir=run, best=best, last=run / "last", steps=progress.step, metrics=metrics,
                        best_metrics=progress.best_metrics, stopped_early=stop)
 
 
 def _after_evaluation(accelerator: Accelerator, cfg: TrainConfig, run: Path, model: torch.nn.Module,
                       progress: Progress, metrics: dict[str, float], thresholds: np.ndarray,
-                      first: dict[str, torch.Tensor]) -> bool:
+                      first: dict[str, torch.Tensor], tracking: Tracking) -> bool:
     """Log, write last (and best when improved), update early stopping; True when patience ran out."""
     es = cfg.early_stopping
     accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=progress.step)
-    if accelerator.is_main_process and cfg.logging.tensorboard and cfg.logging.heatmap_images and first:
-        accelerator.get_tracker("tensorboard").tracker.add_images(
-            "val/heatmaps", heatmap_grid(first, cfg.logging.heatmap_images), progress.step)
+    if accelerator.is_main_process and cfg.logging.heatmap_images and first:
+        tracking.images("val/heatmaps", heatmap_grid(first, cfg.logging.heatmap_images), progress.step)
+    if accelerator.is_main_process and cfg.logging.figures:
+        observations, curves = list(accelerator.unwrap_model(model).config.observations), first["curves"]
+        tracking.figure("val/roc", roc_figure(*curves, observations), progress.step)
+        tracking.figure("val/reliability", reliability_figure(*curves), progress.step)
     if accelerator.is_main_process:
         with open(run / "history.jsonl", "a") as f:
             f.write(json.dumps({"step": progress.step, **metrics}) + "\n")
