@@ -64,8 +64,10 @@ def test_wandb_runs_offline_in_the_run_directory(tiny_config, tmp_path, monkeypa
     monkeypatch.setenv("WANDB_SILENT", "true")
     train(tiny_config, tmp_path / "run", overrides=["logging.tracker=wandb"])
     (offline,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
-    config = yaml.safe_load((offline / "files" / "config.yaml").read_text())
-    assert config["optim.lr"]["value"] == 1e-3
-    media = {p.parent.name for p in (offline / "files" / "media" / "images").rglob("*.png")}
-    assert {"val"} <= media or any("roc" in p.name for p in (offline / "files" / "media").rglob("*.png"))
-    assert list(offline.glob("*.wandb"))
+    media = {p.name.split("_")[0] for p in (offline / "files" / "media" / "images" / "val").glob("*.png")}
+    assert media == {"heatmaps", "roc", "reliability"}
+    # The run's records (config, history, artifacts) are protobuf in one file that `wandb sync` uploads;
+    # wandb ships no reader for it, so look for the keys themselves.
+    (records,) = offline.glob("*.wandb")
+    data = records.read_bytes()
+    assert b"optim.lr" in data and b"val/macro_auroc" in data and b"model_card" in data
