@@ -65,6 +65,11 @@ class Tracking:
         if accelerator.is_main_process:
             self._writer = _WRITERS[tracker](accelerator.get_tracker(tracker, unwrap=True))
 
+    @property
+    def active(self) -> bool:
+        """True on the process that logs (the main one) when a tracker is on."""
+        return self._writer is not None
+
     def images(self, tag: str, images, step: int) -> None:
         """Log pictures ``[N, 3, H, W]`` float in [0, 1] (a torch tensor or numpy array)."""
         if self._writer is not None:

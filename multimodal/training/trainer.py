@@ -325,9 +325,9 @@ def _after_evaluation(accelerator: Accelerator, cfg: TrainConfig, run: Path, mod
     """Log, write last (and best when improved), update early stopping; True when patience ran out."""
     es = cfg.early_stopping
     accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=progress.step)
-    if accelerator.is_main_process and cfg.logging.heatmap_images and first:
+    if tracking.active and cfg.logging.heatmap_images:
         tracking.images("val/heatmaps", heatmap_grid(first, cfg.logging.heatmap_images), progress.step)
-    if accelerator.is_main_process and cfg.logging.figures:
+    if tracking.active and cfg.logging.figures:
         observations, curves = list(accelerator.unwrap_model(model).config.observations), first["curves"]
         tracking.figure("val/roc", roc_figure(*curves, observations), progress.step)
         tracking.figure("val/reliability", reliability_figure(*curves), progress.step)

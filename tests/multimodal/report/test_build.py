@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from multimodal.cli import main
 from multimodal.inference.results import SourceImage, read_jsonl
 from multimodal.report import write_report
 from multimodal.report.evaluation import confusion_counts
@@ -91,8 +92,8 @@ def test_overlay_box_mirrors_a_flipped_axis_back_to_the_displayed_view():
 
 
 
-def test_a_report_of_real_predictions_places_each_positive_heat_map_on_its_view(tmp_path):
-    """Predictor output (results lines, heat-map files, source geometry) as `mmdx score` writes it."""
+def test_a_report_of_real_predictions_places_each_positive_heat_map_on_its_view(tmp_path, capsys):
+    """`mmdx report` over Predictor output (results lines, heat-map files, source geometry) as `mmdx score` writes it."""
     import torch
 
     from multimodal.data.phantom import write_phantom_dataset
@@ -113,7 +114,10 @@ def test_a_report_of_real_predictions_places_each_positive_heat_map_on_its_view(
         for path in sorted((tmp_path / "phantom" / "dicom").rglob("PA.dcm")):
             result = predictor.predict(path, generate=False, heatmap_dir=tmp_path / "heatmaps")
             f.write(json.dumps(result.to_dict()) + "\n")
-    index = write_report(results, tmp_path / "report", images=tmp_path / "heatmaps")
+    assert main(["report", "--results", str(results), "--images", str(tmp_path / "heatmaps"),
+                 "--out", str(tmp_path / "report")]) == 0
+    index = tmp_path / "report" / "index.html"
+    assert capsys.readouterr().out.strip() == str(index)  # the command prints the page to open
     for row in _data(index)["rows"]:
         page = (index.parent / row["page"]).read_text()
         assert "mmdx-real" in page and 'class="base"' in page
