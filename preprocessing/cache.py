@@ -37,7 +37,7 @@ class PreprocessCache:
     """Cache of ``read_radiograph(path, target_size)`` results under ``root`` (see module doc).
 
     ``config``: everything that changes the cached pixels, JSON-serialisable; its ``target_size``
-    key (px or None) is passed to the reader.
+    (px or None) and ``fit`` (``short``/``long``, default ``short``) keys are passed to the reader.
     """
 
     def __init__(self, root: str | os.PathLike[str], config: Mapping[str, Any] | None = None,
@@ -104,6 +104,7 @@ class PreprocessCache:
             return cached
         from preprocessing.dicom import read_radiograph
 
-        radiograph = read_radiograph(path, target_size=self.config.get("target_size"))
+        radiograph = read_radiograph(path, target_size=self.config.get("target_size"),
+                                     fit=self.config.get("fit", "short"))
         self.store(path, radiograph)
         return radiograph

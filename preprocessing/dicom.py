@@ -2,6 +2,9 @@
 
 Pixel pipeline for one DICOM image, in this order:
 
+0. Bounds (:func:`check_pixel_budget`), before any decoder allocates: Rows x Columns and the
+   codestream's own size at most ``MAX_FRAME_PIXELS``; uncompressed pixel data long enough for
+   every frame the header claims; RLE data able to hold the claimed size (64:1 at most).
 1. Decode the **first frame** only (multi-frame files: later frames are ignored, and
    ``Radiograph.number_of_frames`` says how many there were). With ``target_size``, JPEG 2000 files
    are decoded at a lower resolution level (the codestream's wavelet ``reduce``, through
@@ -66,6 +69,11 @@ REDUCE_SLACK = 0.95
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420")
 PERCENTILE_WINDOW = (0.5, 99.5)
+# The largest frame decoded (8192 x 8192, twice a detector's 4300 x 3500 in each direction): at
+# 32 bits per sample and the float copies of the pipeline it stays well under 2 GB per process.
+MAX_FRAME_PIXELS = 8192 * 8192
+# JPEG start-of-frame markers (SOF0-3, 5-7, 9-11, 13-15) and JPEG-LS SOF55.
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7})
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float / Double Float Pixel Data
 # CharLS (pyjpegls) decodes JPEG-LS ~3x faster than libjpeg (RG2_JLSL.dcm: 72 vs 232 ms CPU);
@@ -98,6 +106,8 @@ def read_radiograph(
         path = where = str(src)
         if not Path(path).is_file():
             raise ImageReadError(path, "no such file" if not Path(path).exists() else "not a regular file")
+        if Path(path).stat().st_size == 0:
+            raise ImageReadError(path, "empty file (0 bytes)")
     try:
         if isinstance(src, Dataset):
             return _radiograph_from_dataset(src, path, where, target_size, fit, check_modality)
@@ -165,6 +175,7 @@ def _radiograph_from_dataset(ds: Dataset, path: str | None, where: str, target_s
                    f"(supported: {', '.join(MONOCHROME + COLOUR)})")
     _check_image_module(ds, where)
     syntax = _transfer_syntax(ds, where)
+    check_pixel_budget(ds, syntax, where)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns about fixable quirks; errors still raise
@@ -223,6 +234,74 @@ def _check_image_module(ds: Dataset, where: str) -> None:
             valid = False
         if not valid:
             raise DicomReadError(where, f"invalid or missing {key} in the image pixel module: {value!r}")
+
+
+def check_pixel_budget(ds: Dataset, syntax: UID, where: str) -> None:
+    """Refuse, before any decoder allocates, an image whose size claims do not hold up.
+
+    Rows x Columns (and the codestream's own size, for JPEG, JPEG-LS and JPEG 2000) must stay
+    within ``MAX_FRAME_PIXELS``; uncompressed pixel data must hold every frame the header claims;
+    RLE data cannot expand more than 64-fold (a two-byte run codes at most 128 bytes), so a
+    636-byte file cannot be a 65535 x 65535 image. Raises DicomReadError with the numbers.
+    """
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    frames = int(ds.get("NumberOfFrames") or 1)
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    bits = int(ds.BitsAllocated)
+    if bits not in (1, 8, 16, 32, 64):
+        raise DicomReadError(where, f"BitsAllocated {bits} is not 1, 8, 16, 32 or 64")
+    if rows * cols > MAX_FRAME_PIXELS:
+        raise DicomReadError(where, f"the header claims {rows} x {cols} pixels per frame, more than the "
+                                    f"{MAX_FRAME_PIXELS:,} this reader accepts (a corrupt or hostile header)")
+    data = next((ds[tag].value for tag in _PIXEL_DATA_TAGS if tag in ds), None)
+    size = len(data) if isinstance(data, (bytes, bytearray)) else None
+    if size is None:
+        return
+    if not syntax.is_encapsulated:
+        if str(ds.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422":
+            samples = 2  # chroma shared by two pixels: 2 values per pixel on average
+        need = -(-rows * cols * samples * frames * bits // 8)
+        if size < need:
+            raise DicomReadError(where, f"truncated pixel data: {rows} x {cols} x {samples} samples x {frames} "
+                                        f"frames at {bits} bits need {need:,} bytes, the file holds {size:,}")
+        return
+    if syntax == RLELossless and rows * cols * samples * -(-bits // 8) > 64 * size:
+        raise DicomReadError(where, f"the header claims {rows} x {cols} pixels, more than {size:,} bytes of RLE "
+                                    f"data can hold (at most 64 bytes per byte)")
+    codestream_size = _codestream_size(_first_fragment(data))
+    if codestream_size is not None and codestream_size[0] * codestream_size[1] > MAX_FRAME_PIXELS:
+        raise DicomReadError(where, f"the {syntax.name} codestream claims {codestream_size[0]} x "
+                                    f"{codestream_size[1]} pixels, more than the {MAX_FRAME_PIXELS:,} this "
+                                    f"reader accepts")
+
+
+def _first_fragment(data: bytes) -> bytes:
+    """The first fragment of encapsulated pixel data (after the Basic Offset Table), or b""."""
+    item = b"\xfe\xff\x00\xe0"
+    if data[:4] != item:
+        return b""
+    start = 8 + int.from_bytes(data[4:8], "little")
+    if data[start:start + 4] != item:
+        return b""
+    return data[start + 8:start + 8 + int.from_bytes(data[start + 4:start + 8], "little")]
+
+
+def _codestream_size(fragment: bytes) -> tuple[int, int] | None:
+    """(rows, columns) a JPEG 2000, JPEG or JPEG-LS codestream declares in its own header, or None."""
+    if fragment[:4] == b"\xff\x4f\xff\x51" and len(fragment) >= 24:  # J2K SIZ: Xsiz, Ysiz, XOsiz, YOsiz
+        x, y, x0, y0 = (int.from_bytes(fragment[k:k + 4], "big") for k in (8, 12, 16, 20))
+        return max(0, y - y0), max(0, x - x0)
+    if fragment[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 9 <= len(fragment) and fragment[pos] == 0xFF:
+        marker = fragment[pos + 1]
+        if marker in _JPEG_SOF:  # Lf(2) P(1) Y(2) X(2)
+            return int.from_bytes(fragment[pos + 5:pos + 7], "big"), int.from_bytes(fragment[pos + 7:pos + 9], "big")
+        if marker == 0xDA:  # start of scan: no frame header before it
+            return None
+        pos += 2 + int.from_bytes(fragment[pos + 2:pos + 4], "big")
+    return None
 
 
 def _str_or_none(value: object) -> str | None:

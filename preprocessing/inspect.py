@@ -12,6 +12,8 @@ import numpy as np
 
 from preprocessing.dicom import read_radiograph
 from preprocessing.errors import ImageReadError
+from preprocessing.letterbox import letterbox
+from preprocessing.model_input import read_for_model
 
 
 def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
@@ -31,8 +33,10 @@ def inspect_paths(paths: Iterable[str | os.PathLike[str]], image_size: int | Non
 
     Keys: path, ok, error (the reason, when not ok), modality, transfer_syntax (UID),
     original_shape [rows, cols], shape (of the preprocessed pixels), photometric, view_position,
-    voi_source, min/max/mean of the preprocessed pixels in [0, 1]. ``image_size`` letterboxes the
-    pixels to that square first (as a model would see them, before normalisation). ``preview_dir``
+    number_of_frames (only the first is read), voi_source, min/max/mean of the preprocessed pixels
+    in [0, 1]. ``image_size`` reads and letterboxes the pixels as a model of that size sees them
+    (:mod:`preprocessing.model_input`, before normalisation). Size claims a file cannot back are
+    refused before decoding (:func:`preprocessing.dicom.check_pixel_budget`). ``preview_dir``
     gets an 8-bit PNG of the preprocessed pixels per readable file, named after the file. Bad files
     give ``ok: False`` and never stop the walk.
     """
@@ -44,15 +48,13 @@ def inspect_paths(paths: Iterable[str | os.PathLike[str]], image_size: int | Non
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                radiograph = read_radiograph(path, target_size=image_size)
+                radiograph = read_radiograph(path) if image_size is None else read_for_model(path, image_size)
         except ImageReadError as err:
             row["error"] = err.reason
             yield row
             continue
         pixels = radiograph.pixels
         if image_size is not None:
-            from preprocessing.transforms import letterbox
-
             pixels, _ = letterbox(pixels, image_size)
         row.update(
             ok=True,
@@ -62,6 +64,7 @@ def inspect_paths(paths: Iterable[str | os.PathLike[str]], image_size: int | Non
             shape=list(pixels.shape),
             photometric=radiograph.photometric,
             view_position=radiograph.view_position,
+            number_of_frames=radiograph.number_of_frames,
             voi_source=radiograph.voi_source,
             min=round(float(pixels.min()), 4),
             max=round(float(pixels.max()), 4),

@@ -22,3 +22,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not available: {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture
+def adversarial_corpus(tmp_path) -> tuple[Path, dict[str, bool]]:
+    """A folder of generated hostile DICOM files (``tests/adversarial_dicom.py``) and, per file
+    name, whether it is readable."""
+    from adversarial_dicom import write_corpus
+
+    folder = tmp_path / "adversarial"
+    return folder, write_corpus(folder)

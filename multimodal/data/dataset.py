@@ -50,7 +50,7 @@ from torch.utils.data import Dataset
 
 from multimodal.data.manifest import StudyRecord
 from preprocessing.cache import PreprocessCache
-from preprocessing.dicom import read_radiograph
+from preprocessing.model_input import MODEL_FIT, read_for_model
 from preprocessing.errors import ConfigError, ImageReadError
 from preprocessing.radiograph import Radiograph
 from preprocessing.text import load_tokenizer, normalize_text
@@ -97,7 +97,8 @@ class StudyDataset(Dataset):
         self._index = {_label_key(o): d for d, o in enumerate(self.observations)}
         self.zones = list(model_config.zones)
         self.transforms = build_image_transforms(self.size, train)
-        self.cache = PreprocessCache(cache_dir, {"target_size": self.size}) if cache_dir is not None else None
+        self.cache = (PreprocessCache(cache_dir, {"target_size": self.size, "fit": MODEL_FIT})
+                      if cache_dir is not None else None)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -121,7 +122,7 @@ class StudyDataset(Dataset):
     def _read(self, path: str) -> Radiograph:
         if self.cache is not None:
             return self.cache.read_radiograph(path)
-        return read_radiograph(path, target_size=self.size)
+        return read_for_model(path, self.size)  # the read of scoring too: same pixel_values for the same file
 
     def _observation(self, name: str) -> int | None:
         return self._index.get(_label_key(name))

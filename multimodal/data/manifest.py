@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,25 @@ def _resolve_images(record: StudyRecord, folder: Path) -> StudyRecord:
     return record.model_copy(update={"images": images})
 
 
+def manifest_lines(path: str | Path, lines: list[str] | None = None) -> Iterator[tuple[int, StudyRecord | ManifestError]]:
+    """Each non-blank line of a manifest validated on its own: ``(line number, record)`` with image
+    paths made absolute, or ``(line number, ManifestError)`` for a bad line. Repeated study ids are
+    left to the caller (:func:`load_manifest` refuses them; batch scoring skips them with a reason)."""
+    path = Path(path)
+    folder = path.resolve().parent
+    for number, line in enumerate(lines if lines is not None else path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, _resolve_images(StudyRecord.model_validate_json(line), folder)
+        except ValidationError as err:
+            first = err.errors()[0]
+            if first["type"] == "json_invalid":
+                yield number, ManifestError(path, number, None, f"not valid JSON: {first['msg']}")
+            else:
+                yield number, ManifestError(path, number, _field_name(first["loc"]), _reason(first))
+
+
 def load_manifest(path: str | Path, splits: str | Iterable[str] | None = None) -> list[StudyRecord]:
     """Read and validate a JSONL manifest; return its studies (only those in ``splits`` if given).
 
@@ -134,21 +153,12 @@ def load_manifest(path: str | Path, splits: str | Iterable[str] | None = None) -
     except OSError as err:
         raise ManifestError(path, 0, None, f"cannot read the manifest: {err.strerror or err}") from err
     wanted = {splits} if isinstance(splits, str) else (set(splits) if splits is not None else None)
-    folder = path.resolve().parent
     records: list[StudyRecord] = []
     errors: list[ManifestError] = []
     first_line: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = StudyRecord.model_validate_json(line)
-        except ValidationError as err:
-            first = err.errors()[0]
-            if first["type"] == "json_invalid":
-                errors.append(ManifestError(path, number, None, f"not valid JSON: {first['msg']}"))
-            else:
-                errors.append(ManifestError(path, number, _field_name(first["loc"]), _reason(first)))
+    for number, record in manifest_lines(path, lines):
+        if isinstance(record, ManifestError):
+            errors.append(record)
             continue
         if record.study_id in first_line:
             errors.append(ManifestError(path, number, "study_id",
@@ -156,7 +166,7 @@ def load_manifest(path: str | Path, splits: str | Iterable[str] | None = None) -
             continue
         first_line[record.study_id] = number
         if wanted is None or record.split in wanted:
-            records.append(_resolve_images(record, folder))
+            records.append(record)
     if errors:
         first = errors[0]
         more = f" ({len(errors) - 1} more bad lines)" if len(errors) > 1 else ""

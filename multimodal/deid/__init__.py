@@ -1,1 +1,1 @@
-"""De-identification: DICOM files (``dicom``, PS3.15 Basic Profile via dicognito) and report text (``text``)."""
+"""De-identification: DICOM files (``dicom``, PS3.15 Table E.1-1 in ``profile``) and report text (``text``)."""

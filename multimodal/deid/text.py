@@ -24,7 +24,7 @@ RULES: tuple[tuple[str, re.Pattern], ...] = (
                          r"|\b(?:tel|phone|ph|fax|pager|ext)\.?:?\s*[\d()+\s.-]{4,}\d", re.IGNORECASE)),
     ("DATE", re.compile(
         r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b"                                   # 2024-01-31
-        r"|\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b"                                # 31/01/2024, 1.31.24
+        r"|\b\d{1,2}(?P<sep>[-/.])\d{1,2}(?P=sep)\d{2,4}\b"                    # 31/01/2024, 1.31.24
         rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{2,4}}\b"             # 31 Jan 2024
         rf"|\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b"              # January 31st, 2024
         rf"|\b{_MONTH}\s+\d{{4}}\b"                                            # Jan 2024

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from pydicom import Dataset
 
-from multimodal.inference.prepare import PreparedStudy, View, make_preparer, prepared_study, read_view
+from multimodal.inference.prepare import PreparedStudy, View, candidates_for, make_preparer, prepare_candidates
 from multimodal.inference.results import ObservationResult, Peak, StudyResult, write_heatmaps
 from preprocessing.errors import ConfigError, ImageReadError
 
@@ -82,22 +82,27 @@ class Predictor:
         model = MultimodalModel.from_pretrained(model_dir, device=dev)
         return cls(model, dev, precision, model_dir=model_dir, num_beams=num_beams)
 
-    def preparer(self, keep_headers: bool = False, fault_inject: str | None = None) -> functools.partial:
+    def preparer(self, keep_headers: bool = False) -> functools.partial:
         """:func:`prepare_study` for this model (see :func:`make_preparer`)."""
-        return make_preparer(self.config, keep_headers, fault_inject)
+        return make_preparer(self.config, keep_headers)
 
     def prepare(self, study: View | Sequence[View], text: str | None = None, study_id: str | None = None,
                 keep_headers: bool = True) -> PreparedStudy:
-        """Decode and preprocess one study given as a path, a Dataset, an array, or a list of them."""
+        """Decode and preprocess one study given as a path, a Dataset, an array, or a list of them.
+
+        The views are chosen by the project's view rule (:mod:`preprocessing.views`: frontal, then
+        lateral; non-image objects and duplicates never take a slot; a file that cannot be read is
+        replaced by the next of its kind); raises ImageReadError when none can be used.
+        """
         views = [study] if isinstance(study, (str, os.PathLike, Dataset, np.ndarray)) else list(study)
         if not views:
             raise ImageReadError(study_id, "the study has no images")
-        read = [read_view(v, self.config.image_size) for v in views[: self.config.max_views]]
-        return prepared_study(study_id, read, self.config.image_size, text, None, keep_headers)
+        return prepare_candidates(candidates_for(views), self.config.image_size, self.config.max_views, study_id,
+                                  text, None, keep_headers)
 
     def predict(self, study: View | Sequence[View], text: str | None = None, study_id: str | None = None,
                 generate: bool = True, heatmap_dir: str | Path | None = None) -> StudyResult:
-        """Score one study (views frontal first; clinical ``text`` optional) → :class:`StudyResult`.
+        """Score one study (views chosen by the view rule; clinical ``text`` optional) → :class:`StudyResult`.
 
         With ``heatmap_dir``, writes the heat maps (``.npz``) and PNG overlays of positives there.
         """
@@ -188,4 +193,6 @@ class Predictor:
         return StudyResult(study_id=prepared.study_id, observations=observations, findings=findings,
                            study_instance_uid=prepared.study_instance_uid, sources=prepared.sources,
                            model=dict(self.model_info), timings_ms={**prepared.timings_ms, **timings},
-                           heatmaps=heatmaps.astype(np.float32))
+                           heatmaps=heatmaps.astype(np.float32),
+                           failed=[{"path": e.path, "reason": e.reason} for e in prepared.failed],
+                           skipped=[{"path": e.path, "reason": e.reason} for e in prepared.skipped])

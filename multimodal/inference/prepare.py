@@ -13,31 +13,41 @@ from __future__ import annotations
 import functools
 import os
 import time
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from pydicom import Dataset
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import FileMetaDataset
 
 from multimodal.inference.results import SourceImage
-from multimodal.inference.sources import StudyInput
-from preprocessing.dicom import read_radiograph
+from multimodal.inference.sources import InputError, SkippedInput, StudyInput
 from preprocessing.errors import ImageReadError
-from preprocessing.letterbox import IMAGE_MEAN, IMAGE_STD, LetterboxGeometry, geometry_for, letterbox, normalize
+from preprocessing.letterbox import IMAGE_MEAN, IMAGE_STD, LetterboxGeometry
+from preprocessing.model_input import model_view, read_for_model
 from preprocessing.radiograph import Radiograph
 from preprocessing.text import normalize_text
+from preprocessing.views import VIEW_TAGS, Candidate, ViewInfo, choose_views, view_of
 
 View = str | os.PathLike | Dataset | np.ndarray
+# Header elements larger than this (overlays, LUTs, private blobs) are not sent with a study.
+_MAX_HEADER_VALUE = 16 * 1024
 
 
 @dataclass
 class PreparedStudy:
     """A study ready for the model: views letterboxed and normalised, plus what the result needs.
 
-    ``pixel_values`` is float32 ``[V, 1, S, S]`` (normalised with IMAGE_MEAN/IMAGE_STD, frontal
-    first); ``headers`` holds the DICOM headers (no pixel data) when asked for (SR writing).
-    ``timings_ms`` has ``decode`` and ``preprocess`` in milliseconds.
+    ``pixel_values`` is float32 ``[V, 1, S, S]`` (normalised with IMAGE_MEAN/IMAGE_STD, in the
+    view rule's slot order, frontal first); ``headers`` holds, when asked for (SR writing), a flat
+    copy of each used view's DICOM header (no sequences, no pixel or other bulk data: what the SR
+    copies, and cheap and safe to send between processes). ``failed`` lists files of the study
+    that could not be read (the study was scored without them), ``skipped`` files not used, each
+    with the reason. ``timings_ms`` has ``decode`` and ``preprocess`` in milliseconds.
     """
 
     study_id: str
@@ -47,48 +57,101 @@ class PreparedStudy:
     study_instance_uid: str | None = None
     headers: list[Dataset] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    failed: list[InputError] = field(default_factory=list)
+    skipped: list[SkippedInput] = field(default_factory=list)
 
     def display_images(self) -> list[np.ndarray]:
         """The views as the model saw them, float ``[S, S]`` in [0, 1] (for overlays)."""
         return [np.clip(v[0] * IMAGE_STD + IMAGE_MEAN, 0.0, 1.0) for v in self.pixel_values]
 
 
-def prepare_study(study: StudyInput, image_size: int, max_views: int, keep_headers: bool = False,
-                  fault_inject: str | None = None) -> PreparedStudy:
-    """Decode and preprocess the first ``max_views`` files of ``study`` (see module docstring).
+class StudyReadError(ImageReadError):
+    """No file of a study could be used. ``path``/``reason`` are the first failure's; ``failed``
+    lists every file tried and ``skipped`` the files not used, for the accounting."""
 
-    Raises :class:`~preprocessing.errors.ImageReadError` naming the file that failed.
-    ``fault_inject`` is a test hook: a file name matching this glob aborts the process, as a
-    crashing native decoder would.
+    def __init__(self, study_id: str | None, failed: list[InputError], skipped: list[SkippedInput]):
+        if failed:
+            path, reason = failed[0].path, failed[0].reason
+        else:
+            path, reason = study_id, "no image to score: " + "; ".join(sorted({s.reason for s in skipped}) or
+                                                                       ["the study has no image files"])
+        super().__init__(path, reason)
+        self.failed, self.skipped = failed, skipped
+
+
+def prepare_study(study: StudyInput, image_size: int, max_views: int, keep_headers: bool = False) -> PreparedStudy:
+    """Choose, decode and preprocess the views of ``study`` by the view rule
+    (:mod:`preprocessing.views`): at most ``max_views``, a failed frontal replaced by the next one.
+
+    Raises :class:`StudyReadError` when no file of the study can be used.
     """
-    if not study.paths:
-        raise ImageReadError(study.study_id, "the study has no image files")
-    if fault_inject and any(fnmatch(Path(p).name, fault_inject) for p in study.paths):
-        os.abort()
-    views = [read_view(path, image_size) for path in study.paths[:max_views]]
-    return prepared_study(study.study_id, views, image_size, study.text, study.study_instance_uid, keep_headers)
+    return prepare_candidates(study.candidates(), image_size, max_views, study.study_id, study.text,
+                              study.study_instance_uid, keep_headers)
 
 
-def make_preparer(config, keep_headers: bool = False, fault_inject: str | None = None) -> functools.partial:
+def make_preparer(config, keep_headers: bool = False) -> functools.partial:
     """:func:`prepare_study` bound to a model config's image size and views (picklable, for worker
     processes; needs only the config, so decoding can start before the model is loaded)."""
     return functools.partial(prepare_study, image_size=config.image_size, max_views=config.max_views,
-                             keep_headers=keep_headers, fault_inject=fault_inject)
+                             keep_headers=keep_headers)
+
+
+def candidates_for(views: Sequence[View]) -> list[Candidate]:
+    """In-memory or on-disk views as view-rule candidates: Datasets and DICOM files by their header
+    (a header read only), arrays and other files as views of unknown kind, in the given order."""
+    candidates = []
+    for k, view in enumerate(views):
+        if isinstance(view, np.ndarray):
+            candidates.append(Candidate(view, f"<array {k}>"))
+        elif isinstance(view, Dataset):
+            name = getattr(view, "filename", None)
+            name = name if isinstance(name, str) else f"<dataset {view.get('SOPInstanceUID', k)}>"
+            candidates.append(Candidate(view, name, _view_or_unknown(view)))
+        else:
+            candidates.append(Candidate(view, str(view), _file_view(Path(view))))
+    return candidates
+
+
+def prepare_candidates(candidates: Sequence[Candidate], image_size: int, max_views: int, study_id: str | None,
+                       text: str | None, study_uid: str | None, keep_headers: bool) -> PreparedStudy:
+    """Apply the view rule to ``candidates``, decode the chosen views and build the PreparedStudy."""
+    choice = choose_views(candidates, max_views, functools.partial(read_view, image_size=image_size))
+    failed = [InputError(c.name, reason, study_id, scope="file") for c, reason in choice.failed]
+    skipped = [SkippedInput(c.name, reason, study_id) for c, reason in choice.skipped]
+    if not choice.used:
+        raise StudyReadError(study_id, failed, skipped)
+    views = [(radiograph, ms, c.view) for c, (radiograph, ms) in choice.used]
+    prepared = prepared_study(study_id, views, image_size, text, study_uid, keep_headers)
+    prepared.failed, prepared.skipped = failed, skipped
+    return prepared
 
 
 def read_view(view: View, image_size: int) -> tuple[Radiograph, float]:
-    """A view as a :class:`Radiograph` and its decode time in ms.
-
-    Files are read with ``fit="long"``: the letterbox scales the long side to ``image_size``, so
-    that is the side the (JPEG 2000 reduced-resolution) decode must keep at or above it.
-    """
+    """A view as a :class:`Radiograph` (read as every model reads it:
+    :func:`preprocessing.model_input.read_for_model`) and its decode time in ms."""
     t0 = time.perf_counter()
     if isinstance(view, np.ndarray):
         radiograph = radiograph_from_array(view)
     else:
-        radiograph = read_radiograph(view if isinstance(view, Dataset) else Path(view), target_size=image_size,
-                                     fit="long")
+        radiograph = read_for_model(view if isinstance(view, Dataset) else Path(view), image_size)
     return radiograph, (time.perf_counter() - t0) * 1e3
+
+
+def _view_or_unknown(ds: Dataset) -> ViewInfo:
+    try:
+        return view_of(ds)
+    except Exception:  # noqa: BLE001 - a header the rule cannot read is a view of unknown kind
+        return ViewInfo()
+
+
+def _file_view(path: Path) -> ViewInfo:
+    """The view rule's facts from a file's header, or an unknown view when it has none."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return view_of(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=VIEW_TAGS))
+    except Exception:  # noqa: BLE001 - not DICOM (PNG...) or unreadable: the decoder says why later
+        return ViewInfo()
 
 
 def radiograph_from_array(pixels: np.ndarray) -> Radiograph:
@@ -104,32 +167,60 @@ def radiograph_from_array(pixels: np.ndarray) -> Radiograph:
                       decoded_shape=array.shape)
 
 
-def prepared_study(study_id: str | None, views: list[tuple[Radiograph, float]], image_size: int, text: str | None,
-                   study_uid: str | None, keep_headers: bool) -> PreparedStudy:
-    """Letterbox and normalise decoded views (as :func:`read_view` returns them) into a PreparedStudy."""
+def prepared_study(study_id: str | None, views: list[tuple[Radiograph, float, ViewInfo | None]], image_size: int,
+                   text: str | None, study_uid: str | None, keep_headers: bool) -> PreparedStudy:
+    """Letterbox and normalise decoded views ((radiograph, decode ms, view) in slot order) into a PreparedStudy."""
     t0 = time.perf_counter()
     pixel_values = np.empty((len(views), 1, image_size, image_size), dtype=np.float32)
     sources = []
-    for k, (radiograph, _) in enumerate(views):
-        square, _ = letterbox(radiograph.pixels, image_size)
-        pixel_values[k, 0] = normalize(square)
-        sources.append(_source_image(radiograph, geometry_for(radiograph, image_size)))
+    for k, (radiograph, _, view) in enumerate(views):
+        pixel_values[k, 0], geometry = model_view(radiograph, image_size)
+        sources.append(_source_image(radiograph, geometry, view))
     preprocess_ms = (time.perf_counter() - t0) * 1e3
     first = views[0][0]
     study_uid = study_uid or first.study_uid
     return PreparedStudy(
         study_id=study_id or study_uid or (Path(first.path).stem if first.path else "study"),
         pixel_values=pixel_values, sources=sources, text=normalize_text(text), study_instance_uid=study_uid,
-        headers=[r.dataset for r, _ in views if r.dataset is not None] if keep_headers else [],
-        timings_ms={"decode": sum(ms for _, ms in views), "preprocess": preprocess_ms})
+        headers=[sr_header(r.dataset) for r, _, _ in views if r.dataset is not None] if keep_headers else [],
+        timings_ms={"decode": sum(ms for _, ms, _ in views), "preprocess": preprocess_ms})
 
 
-def _source_image(radiograph: Radiograph, geometry: LetterboxGeometry) -> SourceImage:
+def sr_header(ds: Dataset) -> Dataset:
+    """The part of a DICOM header a Structured Report copies: top-level elements without sequences,
+    private tags or bulk values (> 16 KiB), and the file meta. Small and flat, so it pickles
+    between processes whatever the source holds (a file with 100 nested sequences once broke that)."""
+    header = Dataset()
+    for tag, element in ds.items():
+        if tag.is_private or tag.group >= 0x6000 or _vr(element) in ("SQ", None):
+            continue
+        value = getattr(element, "value", None)
+        if isinstance(value, (bytes, bytearray)) and len(value) > _MAX_HEADER_VALUE:
+            continue
+        header[tag] = element
+    if hasattr(ds, "file_meta"):
+        header.file_meta = FileMetaDataset(ds.file_meta)
+    return header
+
+
+def _vr(element) -> str | None:
+    """An element's VR, from the data dictionary when the file left it implicit (None: unknown tag)."""
+    if element.VR:
+        return element.VR
+    try:
+        return dictionary_VR(element.tag)
+    except KeyError:
+        return None
+
+
+def _source_image(radiograph: Radiograph, geometry: LetterboxGeometry, view: ViewInfo | None) -> SourceImage:
     ds = radiograph.dataset
     rows, cols = geometry.coord_shape
     return SourceImage(path=radiograph.path, rows=int(rows), columns=int(cols), sop_instance_uid=radiograph.sop_uid,
                        sop_class_uid=str(ds.SOPClassUID) if ds is not None and "SOPClassUID" in ds else None,
-                       series_instance_uid=radiograph.series_uid, square_to_pixels=square_to_pixels(geometry))
+                       series_instance_uid=radiograph.series_uid, square_to_pixels=square_to_pixels(geometry),
+                       view=view.label if view is not None else None, frame=1,
+                       number_of_frames=radiograph.number_of_frames)
 
 
 def square_to_pixels(geometry: LetterboxGeometry) -> tuple[float, float, float, float]:

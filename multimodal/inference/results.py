@@ -8,6 +8,7 @@ CSV and Parquet are produced from the finished log (:func:`convert_log`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -48,7 +49,9 @@ class ObservationResult:
 class SourceImage:
     """A view the result was computed from: file, DICOM identity (None for non-DICOM input), geometry.
 
-    ``rows``/``columns`` are the stored image's size. ``square_to_pixels`` = (ax, bx, ay, by) maps
+    ``rows``/``columns`` are the stored image's size. ``view`` is the slot the view rule gave it
+    (``"frontal (PA)"``, ``"lateral (LL)"``, ``"unknown"``; :mod:`preprocessing.views`); ``frame``
+    is the frame used (1-based) of ``number_of_frames`` (the others are not used). ``square_to_pixels`` = (ax, bx, ay, by) maps
     a point (u, v) of the model's normalised square input ([0, 1], after letterboxing and display
     flips) to stored-image pixels: x = ax * u + bx, y = ay * v + by (see :class:`Peak`).
     """
@@ -60,6 +63,9 @@ class SourceImage:
     sop_class_uid: str | None = None
     series_instance_uid: str | None = None
     square_to_pixels: tuple[float, float, float, float] | None = None
+    view: str | None = None
+    frame: int = 1
+    number_of_frames: int = 1
 
     def to_pixels(self, u: float, v: float) -> tuple[float, float]:
         """(x, y) in stored-image pixels of the normalised square point (u, v)."""
@@ -77,6 +83,9 @@ class StudyResult:
     on the first view's patch grid, D = len(observations) in model order; it is left out of
     :meth:`to_dict` unless asked for, since it is large. ``timings_ms`` has the keys ``decode``,
     ``preprocess``, ``model`` and ``generate`` (milliseconds; batch costs are split evenly).
+    ``sources`` are the views used (with the view each became); ``failed`` and ``skipped`` list the
+    study's other files as ``{"path", "reason"}`` (batch scoring writes those to its errors and
+    skipped files instead, so that each file is accounted for in one place).
     """
 
     study_id: str
@@ -87,6 +96,8 @@ class StudyResult:
     model: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     heatmaps: np.ndarray | None = None
+    failed: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def positives(self) -> list[str]:
@@ -279,5 +290,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_file_stem(name: str) -> str:
-    """A file name for a study id or observation (ids may hold slashes: paths relative to the input)."""
-    return _UNSAFE.sub("_", name).strip("._") or "study"
+    """A file name for a study id or observation, unique per name: characters outside
+    ``[A-Za-z0-9._-]`` become ``_`` and, when anything had to change, the first 8 hex digits of the
+    name's SHA-1 are appended, so that ``a/b``, ``a b`` and ``a?b`` never share a file
+    (``a_b-3f2a...``). A name that is already safe (a DICOM UID) is kept as it is."""
+    stem = _UNSAFE.sub("_", name).strip("._")[:120]
+    if stem == name:
+        return stem
+    return f"{stem or 'study'}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"

@@ -1,18 +1,23 @@
 """`MultimodalConfig`: everything needed to rebuild a model, in the manner of Hugging Face's configs.
 
-A saved model directory holds ``config.json`` (this dataclass as JSON) next to ``model.safetensors``;
-``text_config`` keeps the text encoder's own Hugging Face config so that a saved model is rebuilt
-without the original pretrained weights or any network access.
+A saved model directory holds ``config.json`` (this model as JSON) next to ``model.safetensors``;
+``text_config`` / ``image_config`` keep the encoders' own Hugging Face configs so that a saved model
+is rebuilt without the original pretrained weights or any network access.
+
+Validated like :class:`~multimodal.training.config.TrainConfig` (pydantic, typed fields with
+descriptions): every error is a :class:`ConfigError` naming the key (``lora_text.dropout``); what
+an image encoder kind accepts is checked by that kind in the registry (:mod:`.encoders`).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import json
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from preprocessing.errors import ConfigError
 from preprocessing.text import DEFAULT_TEXT_ENCODER
@@ -20,131 +25,137 @@ from preprocessing.vocab import ZONES, resolve_observations
 
 CONFIG_NAME = "config.json"
 
-FREEZE_CHOICES = ("none", "all")
-MIL_POOLINGS = ("lse", "attention")
-UNCERTAIN_POLICIES = ("ignore", "zeros", "ones")
 LOSS_NAMES = ("classification", "region", "zone", "findings")
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules"}
+
+Positive = Annotated[int, Field(strict=True, gt=0)]
+Freeze = Literal["none", "all"] | Annotated[int, Field(strict=True, ge=0)]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 def _default_loss_weights() -> dict[str, float]:
     return {"classification": 1.0, "region": 1.0, "zone": 0.5, "findings": 1.0}
 
 
-@dataclass
-class MultimodalConfig:
+class MultimodalConfig(BaseModel):
     """Describes a :class:`~multimodal.models.modeling.MultimodalModel` completely.
 
-    Image: ``image_encoder`` is ``"monai_vit"`` or ``"timm:<name>"`` (see :mod:`.encoders`); the
-    ``image_hidden/layers/heads/mlp_dim`` keys size the MONAI ViT (a timm model brings its own).
-    ``image_pretrained`` is a local weights file, or for timm a hub id (needs network), or None.
-    Text: ``text_encoder`` is a Hugging Face path or id, or the packaged MiniLM
-    (:data:`preprocessing.text.DEFAULT_TEXT_ENCODER`); ``text_layers`` keeps only its first N layers.
+    Image: ``image_encoder`` names a kind of :data:`.encoders.IMAGE_ENCODERS` (``"monai_vit"``,
+    ``"timm:<name>"``, ``"hf:<id-or-path>"``, ``"txrv:<name>"``); the ``image_hidden/layers/heads/mlp_dim``
+    keys size the MONAI ViT (the others bring their own). Text: a Hugging Face BERT-family encoder.
     Freezing: ``"none"``, ``"all"`` or an int N (embeddings + first N layers). LoRA: None or
     ``{"r", "alpha", "dropout", "target_modules"}``; an encoder with LoRA trains only its adapters.
-    ``decoder_vocab``: None (the full tokenizer vocabulary) or the tokenizer ids the findings decoder
-    reads and emits (see :mod:`.decoder_vocab`); the model adds the special ids and sorts it.
-    ``mil_pooling`` ties the heat map to the image-level logits (``"lse"`` with sharpness
-    ``mil_r``, or ``"attention"``). ``thresholds`` maps observation name to decision threshold.
     """
 
-    observations: list[str] = field(default_factory=lambda: list(resolve_observations("chexpert")))
-    zones: list[str] = field(default_factory=lambda: list(ZONES))
-    image_encoder: str = "monai_vit"
-    image_size: int = 224
-    patch_size: int = 16
-    image_hidden: int = 384
-    image_layers: int = 6
-    image_heads: int = 12
-    image_mlp_dim: int = 1536
-    image_pretrained: str | None = None
-    max_views: int = 2
-    text_encoder: str = DEFAULT_TEXT_ENCODER
-    text_layers: int | None = None
-    text_max_length: int = 128
-    text_config: dict[str, Any] | None = None
-    freeze_image: str | int = "none"
-    freeze_text: str | int = 0
-    lora_image: dict[str, Any] | None = None
-    lora_text: dict[str, Any] | None = None
-    fusion_layers: int = 2
-    fusion_heads: int = 12
-    fusion_hidden: int = 384
-    fusion_mlp_ratio: float = 2.0
-    dropout: float = 0.1
-    image_dropout: float = 0.0
-    decoder_layers: int = 2
-    decoder_max_length: int = 128
+    model_config = ConfigDict(extra="forbid", validate_default=True, protected_namespaces=())
+
+    observations: list[str] = Field(default_factory=lambda: list(resolve_observations("chexpert")),
+                                    description="a set name of preprocessing.vocab.OBSERVATION_SETS or a list")
+    zones: list[str] = Field(default_factory=lambda: list(ZONES), description="zone vocabulary for zone_logits")
+    image_encoder: str = Field("monai_vit", description="an image encoder kind of the registry: monai_vit, "
+                               "timm:<name>, hf:<id-or-path>, txrv:<name>")
+    image_size: Positive = Field(224, description="S: views are letterboxed to S x S pixels")
+    patch_size: Positive = Field(16, description="MONAI ViT patch (grid = S / patch)")
+    image_hidden: Positive = Field(384, description="MONAI ViT width")
+    image_layers: Positive = Field(6, description="MONAI ViT depth")
+    image_heads: Positive = Field(12, description="MONAI ViT heads")
+    image_mlp_dim: Positive = Field(1536, description="MONAI ViT MLP width")
+    image_pretrained: str | None = Field(None, description="local weights file (or, for timm/hf, a hub id)")
+    image_config: dict[str, Any] | None = Field(None, description="the image backbone's own config, filled at "
+                                                "build for hf:/txrv: so from_pretrained rebuilds offline")
+    max_views: Positive = Field(2, description="views per study (a learned view embedding each)")
+    text_encoder: str = Field(DEFAULT_TEXT_ENCODER, description="Hugging Face BERT-family path or id")
+    text_layers: Positive | None = Field(None, description="keep only the first N pretrained layers")
+    text_max_length: Positive = Field(128, description="tokens of indication text")
+    text_config: dict[str, Any] | None = Field(None, description="the text encoder's HF config, filled at build")
+    freeze_image: Freeze = Field("none", description="'none', 'all' or N = stem + first N layers")
+    freeze_text: Freeze = Field(0, description="'none', 'all' or N = embeddings + first N layers")
+    lora_image: dict[str, Any] | None = Field(None, description="LoRA on the image encoder: {r, alpha, dropout, "
+                                              "target_modules}")
+    lora_text: dict[str, Any] | None = Field(None, description="LoRA on the text encoder")
+    fusion_layers: Positive = 2
+    fusion_heads: Positive = 12
+    fusion_hidden: Positive = 384
+    fusion_mlp_ratio: float = Field(2.0, gt=0)
+    dropout: Fraction = Field(0.1, description="residual-branch dropout of text encoder, fusion and decoder")
+    image_dropout: Fraction = Field(0.0, description="dropout in the MONAI ViT's blocks")
+    decoder_layers: Positive = 2
+    decoder_max_length: Positive = 128
     decoder_init_from_text: bool = True
-    decoder_vocab: list[int] | None = None
-    mil_pooling: str = "lse"
-    mil_r: float = 5.0
-    loss_weights: dict[str, float] = field(default_factory=_default_loss_weights)
-    uncertain_policy: str = "ignore"
-    thresholds: dict[str, float] = field(default_factory=dict)
+    decoder_vocab: list[Annotated[int, Field(strict=True, ge=0)]] | None = Field(
+        None, description="None (full tokenizer vocabulary) or the tokenizer ids the findings decoder uses")
+    mil_pooling: Literal["lse", "attention"] = Field("lse", description="heat map -> logit pooling")
+    mil_r: float = Field(5.0, gt=0, description="sharpness of the log-mean-exp pooling")
+    loss_weights: dict[str, float] = Field(default_factory=_default_loss_weights,
+                                           description=f"weights >= 0 of the losses {LOSS_NAMES}")
+    uncertain_policy: Literal["ignore", "zeros", "ones"] = "ignore"
+    thresholds: dict[str, float] = Field(default_factory=dict, description="observation -> decision threshold "
+                                         "in [0, 1] (0.5 when not given)")
     name: str = "mmdx-multimodal"
     version: str = "0.1.0"
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Normalise and check every key; raise :class:`ConfigError` naming the first bad one."""
+    def __init__(self, **data: Any) -> None:
         try:
-            self.observations = list(resolve_observations(self.observations))
+            super().__init__(**data)
+        except ValidationError as err:
+            raise _config_error(err) from None
+
+    @field_validator("observations", mode="before")
+    @classmethod
+    def _observations(cls, v: Any) -> list[str]:
+        try:
+            return list(resolve_observations(v))
         except ValueError as err:
             raise ConfigError("observations", str(err)) from err
-        unknown = [z for z in self.zones if z not in ZONES]
-        if unknown or not self.zones:
+
+    @field_validator("zones")
+    @classmethod
+    def _zones(cls, v: list[str]) -> list[str]:
+        unknown = [z for z in v if z not in ZONES]
+        if unknown or not v:
             raise ConfigError("zones", f"must be a non-empty subset of {list(ZONES)}; unknown: {unknown}")
-        self.zones = list(self.zones)
-        if not (self.image_encoder == "monai_vit" or self.image_encoder.startswith("timm:")):
-            raise ConfigError("image_encoder", f"expected 'monai_vit' or 'timm:<name>', got {self.image_encoder!r}")
-        for key in ("image_size", "patch_size", "image_hidden", "image_layers", "image_heads", "image_mlp_dim",
-                    "max_views", "text_max_length", "fusion_layers", "fusion_heads", "fusion_hidden",
-                    "decoder_layers", "decoder_max_length"):
-            _check_positive_int(key, getattr(self, key))
-        if self.image_encoder == "monai_vit":
-            if self.image_size % self.patch_size:
-                raise ConfigError("patch_size", f"{self.patch_size} does not divide image_size {self.image_size}")
-            if self.image_hidden % self.image_heads:
-                raise ConfigError("image_heads", f"{self.image_heads} does not divide image_hidden {self.image_hidden}")
-        if self.fusion_hidden % self.fusion_heads:
-            raise ConfigError("fusion_heads", f"{self.fusion_heads} does not divide fusion_hidden {self.fusion_hidden}")
-        if self.text_layers is not None:
-            _check_positive_int("text_layers", self.text_layers)
-        if self.text_config is not None and not isinstance(self.text_config, dict):
-            raise ConfigError("text_config", "must be a dict (the text encoder's Hugging Face config) or null")
-        if self.decoder_vocab is not None:
-            ids = self.decoder_vocab
-            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
-                                                    for i in ids):
-                raise ConfigError("decoder_vocab", "must be null or a list of tokenizer ids (integers >= 0)")
-            repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
-            if repeated:
-                raise ConfigError("decoder_vocab", f"ids must be unique; repeated: {repeated[:5]}")
-        for key in ("freeze_image", "freeze_text"):
-            value = getattr(self, key)
-            if not (value in FREEZE_CHOICES or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)):
-                raise ConfigError(key, f"expected 'none', 'all' or a number of layers >= 0, got {value!r}")
-        for key in ("lora_image", "lora_text"):
-            setattr(self, key, _check_lora(key, getattr(self, key)))
-        for key in ("dropout", "image_dropout"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(key, f"must be in [0, 1), got {getattr(self, key)}")
-        if self.fusion_mlp_ratio <= 0:
-            raise ConfigError("fusion_mlp_ratio", f"must be > 0, got {self.fusion_mlp_ratio}")
-        if self.mil_pooling not in MIL_POOLINGS:
-            raise ConfigError("mil_pooling", f"expected one of {MIL_POOLINGS}, got {self.mil_pooling!r}")
-        if self.mil_r <= 0:
-            raise ConfigError("mil_r", f"must be > 0, got {self.mil_r}")
-        if self.uncertain_policy not in UNCERTAIN_POLICIES:
-            raise ConfigError("uncertain_policy", f"expected one of {UNCERTAIN_POLICIES}, got {self.uncertain_policy!r}")
-        weights = {**_default_loss_weights(), **self.loss_weights}
-        bad = {k: v for k, v in weights.items() if k not in LOSS_NAMES or not isinstance(v, (int, float)) or v < 0}
+        return v
+
+    @field_validator("decoder_vocab")
+    @classmethod
+    def _unique_ids(cls, v: list[int] | None) -> list[int] | None:
+        repeated = sorted(i for i, n in Counter(v or []).items() if n > 1)
+        if repeated:
+            raise ConfigError("decoder_vocab", f"ids must be unique; repeated: {repeated[:5]}")
+        return v
+
+    @field_validator("lora_image", "lora_text")
+    @classmethod
+    def _lora(cls, v: dict[str, Any] | None, info) -> dict[str, Any] | None:
+        return _check_lora(info.field_name, v)
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _loss_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: w for k, w in v.items() if k not in LOSS_NAMES or w < 0}
         if bad:
             raise ConfigError("loss_weights", f"names must be among {LOSS_NAMES} with weights >= 0; bad: {bad}")
-        self.loss_weights = {k: float(v) for k, v in weights.items()}
+        return {**_default_loss_weights(), **v}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encoder_defaults(cls, data: Any) -> Any:
+        """Fill what the image encoder's checkpoint says (e.g. its image size) where the user said nothing."""
+        from .encoders import image_encoder_kind
+
+        if isinstance(data, dict) and isinstance(data.get("image_encoder"), str):
+            kind, name = image_encoder_kind(data["image_encoder"])
+            data = {**kind.defaults(name, data), **data}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MultimodalConfig:
+        from .encoders import image_encoder_kind
+
+        kind, name = image_encoder_kind(self.image_encoder)
+        kind.check(self, name)
+        if self.fusion_hidden % self.fusion_heads:
+            raise ConfigError("fusion_heads", f"{self.fusion_heads} does not divide fusion_hidden {self.fusion_hidden}")
         unknown = [k for k in self.thresholds if k not in self.observations]
         if unknown:
             raise ConfigError("thresholds", f"unknown observations {unknown}")
@@ -152,26 +163,28 @@ class MultimodalConfig:
         out_of_range = {k: v for k, v in thresholds.items() if not 0.0 <= v <= 1.0}
         if out_of_range:
             raise ConfigError("thresholds", f"must lie in [0, 1]; bad: {out_of_range}")
-        self.thresholds = thresholds
+        self.__dict__["thresholds"] = thresholds
+        return self
+
+    def validate(self) -> None:
+        """Check the config again after fields were assigned (assignment itself is not validated)."""
+        checked = type(self).from_dict(self.to_dict())
+        self.__dict__.update(checked.__dict__)
 
     @property
     def grid_size(self) -> tuple[int, int] | None:
-        """Patch grid (h, w) of the MONAI ViT; None for timm backbones (known once built)."""
-        if self.image_encoder != "monai_vit":
-            return None
-        side = self.image_size // self.patch_size
-        return side, side
+        """Heat-map grid (h, w) when the encoder kind knows it from the config; None until built."""
+        from .encoders import image_encoder_kind
+
+        kind, name = image_encoder_kind(self.image_encoder)
+        return kind.grid(self, name)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MultimodalConfig:
         """Build from a dict (e.g. ``config.json``); unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(unknown[0], f"unknown key (known: {sorted(known)})")
         return cls(**data)
 
     def save(self, directory: str | Path) -> Path:
@@ -195,6 +208,21 @@ class MultimodalConfig:
         return cls.from_dict(data)
 
 
+def unknown_key_reason(key: str, known: list[str]) -> str:
+    """"unknown key" with the closest known key, or the list of known keys."""
+    close = difflib.get_close_matches(key, known, n=1)
+    return "unknown key" + (f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})")
+
+
+def _config_error(err: ValidationError) -> ConfigError:
+    """pydantic's first error as a ConfigError naming the key (the field, not the union branch)."""
+    first = err.errors()[0]
+    key = str(first["loc"][0]) if first["loc"] else "<root>"
+    if first["type"] == "extra_forbidden":
+        return ConfigError(key, unknown_key_reason(key, list(MultimodalConfig.model_fields)))
+    return ConfigError(key, f"{first['msg']} (got {first.get('input')!r})")
+
+
 def _check_positive_int(key: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(key, f"must be a positive integer, got {value!r}")
@@ -204,8 +232,9 @@ def _check_lora(key: str, value: dict[str, Any] | None) -> dict[str, Any] | None
     """Fill LoRA defaults (alpha = 2r, dropout 0.05, encoder-specific targets when None)."""
     if value is None:
         return None
-    if not isinstance(value, dict) or set(value) - LORA_KEYS:
-        raise ConfigError(key, f"must be null or a dict with keys among {sorted(LORA_KEYS)}, got {value!r}")
+    unknown = sorted(set(value) - LORA_KEYS)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}", unknown_key_reason(unknown[0], sorted(LORA_KEYS)))
     r = value.get("r", 8)
     _check_positive_int(f"{key}.r", r)
     lora = {"r": r, "alpha": value.get("alpha", 2 * r), "dropout": value.get("dropout", 0.05),

@@ -1,14 +1,18 @@
 """Image and text encoders, with freezing and LoRA adapters.
 
 Image encoders live in one registry, :data:`IMAGE_ENCODERS`, keyed by the part of
-``config.image_encoder`` before ``":"`` (``"monai_vit"``, ``"timm:<name>"``). Each builder returns an
-:class:`ImageEncoder`: it maps ``[B, 1, S, S]`` to patch tokens ``[B, N, C]`` and knows its patch grid.
+``config.image_encoder`` before ``":"`` (``"monai_vit"``, ``"timm:<name>"``, ``"hf:<id-or-path>"``,
+``"txrv:<name>"``). Each entry is an :class:`~.image_encoder.ImageEncoder` subclass: it maps
+``[B, 1, S, S]`` to patch tokens ``[B, N, C]`` and, as class methods, checks the config values it
+depends on and knows its grid. A new kind is one subclass and one line here; the config validator
+(:class:`.configuration.MultimodalConfig`) and ``grid_size`` ask the registry.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,33 +21,21 @@ from preprocessing.errors import ConfigError
 from preprocessing.text import resolve_text_encoder
 
 from .attention import explicit_attention_preferred, register_hf_attention
-from .configuration import MultimodalConfig
+from .hf_vision import HFVisionEncoder
+from .image_encoder import ImageEncoder, load_state_file
+from .txrv import TorchXRayVisionEncoder
 
-
-class ImageEncoder(nn.Module):
-    """Base of the registry's encoders: ``forward([B, 1, S, S]) -> [B, N, C]`` patch tokens, N = h * w.
-
-    Subclasses set ``out_dim`` (C), ``grid_size`` (h, w), ``lora_targets`` (default LoRA module
-    names) and implement ``stem()`` (what precedes the blocks) and ``blocks()`` (the layers in order):
-    freezing "first N layers" means ``stem()`` plus ``blocks()[:N]``.
-    """
-
-    out_dim: int
-    grid_size: tuple[int, int]
-    lora_targets: list[str]
-
-    def stem(self) -> nn.Module:
-        raise NotImplementedError
-
-    def blocks(self) -> list[nn.Module]:
-        raise NotImplementedError
+if TYPE_CHECKING:
+    from .configuration import MultimodalConfig
 
 
 class MonaiViTEncoder(ImageEncoder):
     """MONAI ``ViT`` (2-D, one channel, no class token), sized by the ``image_*`` config keys."""
 
-    def __init__(self, config: MultimodalConfig, _name: str, load_pretrained: bool):
-        super().__init__()
+    syntax = "monai_vit"
+
+    def __init__(self, config: MultimodalConfig, name: str, load_pretrained: bool):
+        super().__init__(config, name, load_pretrained)
         from monai.networks.nets import ViT
 
         self.vit = ViT(in_channels=1, img_size=config.image_size, patch_size=config.patch_size,
@@ -59,9 +51,23 @@ class MonaiViTEncoder(ImageEncoder):
             # look for gradients that never come (its weights stay in the checkpoint, unchanged).
             block.norm_cross_attn.requires_grad_(False)
         if load_pretrained and config.image_pretrained:
-            _load_state_file(self.vit, config.image_pretrained)
+            load_state_file(self.vit, config.image_pretrained)
         side = config.image_size // config.patch_size
         self.out_dim, self.grid_size, self.lora_targets = config.image_hidden, (side, side), ["qkv"]
+
+    @classmethod
+    def check(cls, config: MultimodalConfig, name: str) -> None:
+        if name:
+            raise ConfigError("image_encoder", f"expected 'monai_vit' (no name), got {config.image_encoder!r}")
+        if config.image_size % config.patch_size:
+            raise ConfigError("patch_size", f"{config.patch_size} does not divide image_size {config.image_size}")
+        if config.image_hidden % config.image_heads:
+            raise ConfigError("image_heads", f"{config.image_heads} does not divide image_hidden {config.image_hidden}")
+
+    @classmethod
+    def grid(cls, config: MultimodalConfig, name: str) -> tuple[int, int]:
+        side = config.image_size // config.patch_size
+        return side, side
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         # SDPA (MONAI's "flash" path) except where an explicit core is faster (see .attention).
@@ -81,8 +87,10 @@ class TimmEncoder(ImageEncoder):
     """Any timm backbone (``timm:<name>``): ViT patch tokens without prefix tokens, or a CNN's last
     feature map flattened. Pretrained weights from a local file, or a hub id on machines with network."""
 
+    syntax = "timm:<name>"
+
     def __init__(self, config: MultimodalConfig, name: str, load_pretrained: bool):
-        super().__init__()
+        super().__init__(config, name, load_pretrained)
         import timm
 
         kwargs = {"pretrained": False, "in_chans": 1, "num_classes": 0}
@@ -127,32 +135,24 @@ class TimmEncoder(ImageEncoder):
 IMAGE_ENCODERS: dict[str, type[ImageEncoder]] = {
     "monai_vit": MonaiViTEncoder,
     "timm": TimmEncoder,
+    "hf": HFVisionEncoder,
+    "txrv": TorchXRayVisionEncoder,
 }
+
+
+def image_encoder_kind(image_encoder: str) -> tuple[type[ImageEncoder], str]:
+    """(registry class, name) for an ``image_encoder`` value; :class:`ConfigError` for an unknown kind."""
+    kind, _, name = image_encoder.partition(":")
+    if kind not in IMAGE_ENCODERS:
+        known = ", ".join(cls.syntax for cls in IMAGE_ENCODERS.values())
+        raise ConfigError("image_encoder", f"unknown kind {kind!r} in {image_encoder!r}; known: {known}")
+    return IMAGE_ENCODERS[kind], name
 
 
 def build_image_encoder(config: MultimodalConfig, load_pretrained: bool = False) -> ImageEncoder:
     """The image encoder named by ``config.image_encoder``; pretrained weights only if asked."""
-    kind, _, name = config.image_encoder.partition(":")
-    if kind not in IMAGE_ENCODERS:
-        raise ConfigError("image_encoder", f"unknown kind {kind!r}; known: {sorted(IMAGE_ENCODERS)}")
-    return IMAGE_ENCODERS[kind](config, name, load_pretrained)
-
-
-def _load_state_file(module: nn.Module, path: str) -> None:
-    """Load a safetensors or torch state dict file into ``module`` (strict; names the file on error)."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError("image_pretrained", f"{file} is not a file")
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(file))
-    else:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    try:
-        module.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-    except RuntimeError as err:
-        raise ConfigError("image_pretrained", f"{file} does not fit the image encoder: {err}") from err
+    kind, name = image_encoder_kind(config.image_encoder)
+    return kind(config, name, load_pretrained)
 
 
 def text_encoder_config(config: MultimodalConfig):

@@ -7,15 +7,13 @@ Every error is a :class:`~preprocessing.errors.ConfigError` naming the dotted ke
 from __future__ import annotations
 
 import copy
-import dataclasses
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from multimodal.models.configuration import MultimodalConfig
+from multimodal.models.configuration import MultimodalConfig, unknown_key_reason
 from preprocessing.errors import ConfigError
 
 
@@ -110,19 +108,14 @@ class TrainConfig(_Section):
 
     def multimodal_config(self) -> MultimodalConfig:
         """The validated :class:`MultimodalConfig` of the ``model`` section."""
-        known = [f.name for f in dataclasses.fields(MultimodalConfig)]
+        known = list(MultimodalConfig.model_fields)
         for key in self.model:
             if key not in known:
-                raise ConfigError(f"model.{key}", _unknown(key, known))
+                raise ConfigError(f"model.{key}", unknown_key_reason(key, known))
         try:
             return MultimodalConfig.from_dict(dict(self.model))
         except ConfigError as err:
             raise ConfigError(f"model.{err.key}", err.reason) from err
-
-
-def _unknown(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    return "unknown key" + (f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})")
 
 
 def _raise_first(err: ValidationError) -> None:
@@ -134,7 +127,7 @@ def _raise_first(err: ValidationError) -> None:
         model: type[BaseModel] = TrainConfig
         for part in loc[:-1]:
             model = model.model_fields[part].annotation
-        raise ConfigError(key, _unknown(loc[-1], list(model.model_fields))) from None
+        raise ConfigError(key, unknown_key_reason(loc[-1], list(model.model_fields))) from None
     raise ConfigError(key, f"{first['msg']} (got {first.get('input')!r})") from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -46,3 +47,22 @@ def test_manifest_text_fields_are_scrubbed_and_others_kept(tmp_path):
     assert clean["text"] == "Cough. Ordered by [NAME]."
     assert clean["findings"] == "Unchanged since [DATE]."
     assert {k: clean[k] for k in ("study_id", "images", "labels")} == {k: record[k] for k in ("study_id", "images", "labels")}
+
+
+def test_a_ratio_is_not_a_date():
+    text = "Cardiothoracic ratio of 16.2/24.7. Follow-up 1.31.24."
+    assert scrub_text(text) == "Cardiothoracic ratio of 16.2/24.7. Follow-up [DATE]."
+
+
+def test_real_reports_lose_their_titled_names_and_keep_their_clinical_text(shared_data):
+    """IU X-ray reports (already de-identified; XXXX marks a redaction): a titled redacted name
+    ("Dr. XXXX") is found in every field that has one, and nothing else in the text is touched."""
+    path = shared_data / "iu_xray_reports" / "reports_dev.jsonl"
+    if not path.exists():
+        pytest.skip(f"IU reports not available: {path} is absent")
+    titled = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Doctor)\.?\s+XXXX")
+    fields = [record.get(key) or "" for line in path.read_text().splitlines() if line.strip()
+              for record in [json.loads(line)] for key in ("indication", "comparison", "findings", "impression")]
+    with_names = [text for text in fields if titled.search(text)]
+    assert with_names and all(not titled.search(scrub_text(text)) for text in with_names)
+    assert [text for text in fields if not titled.search(text) and scrub_text(text) != text] == []

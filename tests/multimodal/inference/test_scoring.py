@@ -64,11 +64,11 @@ def test_mixed_folder_accounts_for_every_input_exactly_once(tiny_model_dir, mixe
 
     scored, failed = _ids(out, "study_id"), _ids(errors_path(out), "study_id")
     assert len(scored) == len(set(scored)) == 8 == summary["scored"]
-    assert sorted(failed) == ["1.2.826.0.1.3680043.8.498.1", "crash_me", "not_dicom"] and summary["failed"] == 3
+    assert sorted(failed) == ["1.2.826.0.1.3680043.8.498.1", "crash_me.dcm", "not_dicom.dcm"] and summary["failed"] == 3
     reasons = {e["study_id"]: e["reason"] for e in read_jsonl(errors_path(out))}
-    assert "crash" in reasons["crash_me"]
+    assert "crash" in reasons["crash_me.dcm"]
     assert "truncated" in reasons["1.2.826.0.1.3680043.8.498.1"].lower()
-    assert "not a DICOM file" in reasons["not_dicom"]
+    assert "not a DICOM file" in reasons["not_dicom.dcm"]
 
     again = score(tiny_model_dir, [mixed_folder], out, batch_size=3, workers=1, generate=False, progress=False)
     assert again["skipped"] == 11 and again["scored"] == again["failed"] == 0

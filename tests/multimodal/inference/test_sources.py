@@ -23,7 +23,7 @@ def test_folder_groups_dicom_views_by_study_and_keeps_images_alone(phantom_dir, 
     for study in two_view:
         assert study.paths[0].endswith("PA.dcm")  # frontal first: heat maps refer to it
         assert study.study_id == study.study_instance_uid
-    assert "extra" in {s.study_id for s in found.studies}
+    assert "extra.png" in {s.study_id for s in found.studies}
     assert not any("notes" in p for s in found.studies for p in s.paths)
     assert len(found.studies) == 8 + 1
 
