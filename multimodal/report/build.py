@@ -16,8 +16,8 @@ Layout of ``out``::
 
 No network: the pages load only files under ``out`` (no CDN, no fonts from elsewhere). Images are
 ``loading="lazy"`` and live on the study pages, so the index stays small for thousands of studies.
-Fields a results line may lack (``decision``, ``uncertainty``, ``indication``, ``sources``) are
-shown when present.
+Fields a results line may lack (``decision``, ``uncertainty``, ``indication``, ``sources`` and
+their ``view``, the study's ``failed``/``skipped`` files) are shown when present.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ def _study(record: dict, n: int, out: Path, heat_dir: Path | None) -> dict[str, 
     views = []
     for v, source in enumerate(record.get("sources") or []):
         file = f"img/{stem}_v{v}.png"
-        views.append({"index": v, "path": source.get("path"), "image": file if write_view(source.get("path"), out / file) else None,
-                      "overlays": []})
+        views.append({"index": v, "path": source.get("path"), "slot": source.get("view"), "overlays": [],
+                      "image": file if write_view(source.get("path"), out / file) else None})
     heat = _heatmaps(heat_dir, record["study_id"])
     if views and views[0]["image"] and heat is not None:
         box = overlay_box(SourceImage(**record["sources"][0]))
@@ -123,7 +123,8 @@ def _study(record: dict, n: int, out: Path, heat_dir: Path | None) -> dict[str, 
                 views[0]["overlays"].append({"observation": o["name"], "image": file, "box": box})
     return {"id": record["study_id"], "uid": record.get("study_instance_uid"), "findings": record.get("findings"),
             "indication": record.get("indication") or record.get("text"), "model": record.get("model") or {},
-            "observations": observations, "views": views, "timings": record.get("timings_ms") or {}}
+            "observations": observations, "views": views, "timings": record.get("timings_ms") or {},
+            "left_out": [{**f, "status": status} for status in ("failed", "skipped") for f in record.get(status) or []]}
 
 
 def _heatmaps(heat_dir: Path | None, study_id: str) -> tuple[list[str], Any] | None:

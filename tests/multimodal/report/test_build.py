@@ -53,6 +53,7 @@ def test_a_study_page_shows_views_toggled_overlays_codes_and_the_model(report, s
     assert sorted(o for o, _ in overlays) == sorted(positives)
     assert all((report.parent / src).is_file() for _, src in overlays)
     assert "SCT:60046008" in page or "Pleural Effusion" not in line["observations"]
+    assert "frontal (PA)" in page and "a third view (max_views is 2)" in page
 
 
 def test_the_report_loads_nothing_from_the_network(report):
