@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from multimodal.training.config import load_train_config
-from multimodal.training.tracking import flatten
+from multimodal.training.tracking import check_installed, flatten
 from multimodal.training.trainer import train
 from preprocessing.errors import ConfigError
 
@@ -22,6 +22,14 @@ def test_the_config_is_flattened_to_dotted_scalar_parameters():
 def test_an_unknown_tracker_names_the_key_and_the_choices(tiny_config):
     with pytest.raises(ConfigError, match=r"logging\.tracker.*'tensorboard'.*'mlflow'.*'wandb'.*'none'"):
         load_train_config(tiny_config, ["logging.tracker=comet"])
+
+
+def test_a_tracker_whose_package_is_missing_is_refused_naming_the_key(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"logging\.tracker.*pip install 'mmdx\[wandb\]'"):
+        check_installed("wandb")
+    check_installed("tensorboard")
 
 
 def test_tensorboard_gets_config_metrics_pictures_and_the_model_card(tiny_config, tmp_path):
