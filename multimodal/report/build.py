@@ -22,6 +22,7 @@ their ``view``, the study's ``failed``/``skipped`` files) are shown when present
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -37,6 +38,7 @@ from preprocessing.codes import observation_code
 from preprocessing.errors import MmdxError
 
 PAGE_SIZE = 50
+_SOURCE_FIELDS = {f.name for f in dataclasses.fields(SourceImage)}  # a newer line may carry more
 ASSETS = Path(__file__).with_name("assets")
 
 
@@ -71,8 +73,7 @@ def write_report(results: str | Path, out: str | Path, eval_dir: str | Path | No
         (out / page).write_text(env.get_template("study.html").render(study=study, root="..",
                                                                              has_evaluation=evaluation is not None), encoding="utf-8")
         rows.append(_row(record, page))
-    problems = [{**e, "status": "error"} for e in read_jsonl(results.with_name(results.name + ".errors.jsonl"))]
-    problems += [{**s, "status": "skipped"} for s in read_jsonl(results.with_name(results.name + ".skipped.jsonl"))]
+    problems = _problems(results)
     rows += [{"id": p.get("study_id") or p.get("path") or "", "page": "errors.html", "status": p["status"],
               "reason": p.get("reason", ""), "p": {}, "d": {}, "u": {}, "positives": []} for p in problems]
     data = {"observations": observations, "rows": rows, "pageSize": PAGE_SIZE}
@@ -87,6 +88,12 @@ def write_report(results: str | Path, out: str | Path, eval_dir: str | Path | No
     for name in pages:
         (out / name).write_text(env.get_template(name).render(**context), encoding="utf-8")
     return out / "index.html"
+
+
+def _problems(results: Path) -> list[dict[str, Any]]:
+    """The lines of ``<results>.errors.jsonl`` and ``<results>.skipped.jsonl`` (absent files: none), with a status."""
+    return [{**line, "status": status} for status, suffix in (("error", ".errors.jsonl"), ("skipped", ".skipped.jsonl"))
+            for line in read_jsonl(results.with_name(results.name + suffix))]
 
 
 def _decision(obs: dict) -> str:
@@ -114,7 +121,7 @@ def _study(record: dict, n: int, out: Path, heat_dir: Path | None) -> dict[str, 
                       "image": file if write_view(source.get("path"), out / file) else None})
     heat = _heatmaps(heat_dir, record["study_id"])
     if views and views[0]["image"] and heat is not None:
-        box = overlay_box(SourceImage(**record["sources"][0]))
+        box = overlay_box(SourceImage(**{k: v for k, v in record["sources"][0].items() if k in _SOURCE_FIELDS}))
         names, maps = heat
         for o in observations:
             if o["decision"] == "positive" and o["name"] in names and box is not None:
