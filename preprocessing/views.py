@@ -29,11 +29,14 @@ This module reads headers only and imports nothing from ``multimodal``.
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import pydicom
 from pydicom import Dataset
 from pydicom.uid import UID
 
@@ -103,6 +106,27 @@ def view_of(ds: Dataset) -> ViewInfo:
         frames = 1
     sop = _text(ds, "SOPInstanceUID", upper=False) or None
     return ViewInfo(kind, projection, not_image_reason(ds), sop, frames)
+
+
+def position_rank(view_position: str | None) -> int:
+    """The rule's rank of a bare view name (a data set's ViewPosition column: ``PA``, ``AP``,
+    ``LATERAL``, ``LL``...; other text is read like a series description); lower comes first."""
+    text = (view_position or "").strip().upper()
+    kind, projection = _from_view_position(text)
+    if kind == UNKNOWN:
+        kind, projection = _from_words(text)
+    return ViewInfo(kind, projection).rank
+
+
+def view_of_file(path: str | os.PathLike[str]) -> ViewInfo:
+    """The :class:`ViewInfo` of a file from a header-only read; a view of unknown kind when the
+    file is no DICOM (PNG...) or unreadable (its decoder says why later)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return view_of(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=VIEW_TAGS))
+    except Exception:  # noqa: BLE001
+        return ViewInfo()
 
 
 def not_image_reason(ds: Dataset) -> str | None:

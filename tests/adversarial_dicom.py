@@ -30,6 +30,8 @@ def _image(rows: int = 32, cols: int = 32, syntax: str = uid.ExplicitVRLittleEnd
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
     ds.StudyInstanceUID, ds.SeriesInstanceUID = uid.generate_uid(), uid.generate_uid()
     ds.PatientID, ds.Modality, ds.ViewPosition = "ADV", "DX", "PA"
+    ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "Adversarial^Test", "", ""
+    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "20240101", "", "", "", ""
     ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, min(bits, 12), min(bits, 12) - 1, 0
     if bits == 1:
@@ -71,14 +73,16 @@ def write_corpus(folder: Path) -> dict[str, bool]:
     rle.PixelData = encapsulate([struct.pack("<16I", 1, 64, *[0] * 14) + b"\x81\x00" * 286])
     files["rle_65535.dcm"] = (_bytes(rle), False)  # 636 bytes of pixel data, the size of the reported file
     rle.Rows = rle.Columns = 4000
+    rle.SOPInstanceUID = rle.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
     files["rle_4000_tiny.dcm"] = (_bytes(rle), False)  # under the pixel cap, but 64x beyond what RLE can hold
     j2k = _image(syntax=uid.JPEG2000Lossless)
     siz = b"\xff\x4f\xff\x51" + struct.pack(">HHIIIIIIIIH", 41, 0, 60000, 60000, 0, 0, 60000, 60000, 0, 0, 1)
     j2k.PixelData = encapsulate([siz + b"\x07\x01\x01" + b"\x00" * 64])
     files["j2k_claims_60000.dcm"] = (_bytes(j2k), False)
+    for cut in (0, 100, 132, 300, -700):  # every file its own SOP instance: no duplicates here
+        good = _bytes(_image())
+        files[f"truncated_{cut % len(good)}.dcm"] = (good[:cut], False)
     good = _bytes(_image())
-    for cut in (0, 100, 132, 300, len(good) - 700):
-        files[f"truncated_{cut}.dcm"] = (good[:cut], False)
     # native pixels labelled RLE Lossless (a UID of the same length, so the file meta stays valid)
     files["wrong_syntax.dcm"] = (good.replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2.5\x00", 1), False)
     files["bits_1.dcm"] = (_bytes(_image(bits=1)), True)

@@ -10,7 +10,8 @@ from multimodal.cli._common import add_command, given, print_json
 OPTION_FLAGS = {
     "retain_modified_dates": "shift dates per patient (Retain Longitudinal Temporal Information with Modified "
                              "Dates); default: dates emptied or removed",
-    "retain_patient_characteristics": "keep age, sex, size, weight, smoking and pregnancy status; default: removed",
+    "retain_patient_characteristics": "keep age, sex, size, weight, ethnic group, smoking and pregnancy status; "
+                                      "default: removed",
     "retain_device_identity": "keep device serial numbers, station names and detector IDs; default: removed",
     "clean_descriptors": "keep descriptions and comments with names, dates and IDs scrubbed from the text; "
                          "default: removed",
@@ -39,10 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("--" + name.replace("_", "-"), action="store_true", default=None, help=text)
     s.add_argument("--retain-safe-private", action="append", type=_safe_private, default=None,
                    metavar="GGGG,CREATOR,EE", help="keep this private attribute (group, private creator, element "
-                   "byte, hex; repeatable) as your vendor's conformance statement vouches it safe; default: all "
-                   "private attributes removed")
-    s.add_argument("--allow-burned-in", action="store_true", default=None,
-                   help="also process files flagged BurnedInAnnotation YES (default: refuse the whole run)")
+                   "byte, hex; repeatable) as your vendor's conformance statement vouches it safe (default: none, "
+                   "every private attribute removed)")
+    s.add_argument("--allow-burned-in", action="store_true",
+                   help="also process files flagged BurnedInAnnotation YES (without it they are refused)")
     s.add_argument("--log", default=None, help="JSON-lines log, one line per input file "
                    "(default: <out>.deid-log.jsonl beside the output folder)")
     s.set_defaults(func=run)
@@ -53,7 +54,7 @@ def run(a: argparse.Namespace) -> int:
 
     options = [name for name in OPTION_FLAGS if getattr(a, name)]
     options += ["retain_safe_private"] * bool(a.retain_safe_private)
-    summary = deidentify_folder(a.input, a.out, options=options, **given(
-        a, salt="salt", allow_burned_in="allow_burned_in", safe_private="retain_safe_private", log_path="log"))
+    summary = deidentify_folder(a.input, a.out, options=options, allow_burned_in=a.allow_burned_in,
+                                safe_private=a.retain_safe_private or (), **given(a, salt="salt", log_path="log"))
     print_json(summary)
     return 1 if summary["failed"] else 0

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                               "mmdx score --model runs/tiny/best --input studies.jsonl --out results.csv --format csv"))
     s.add_argument("--model", required=True, help="model directory (save_pretrained output)")
     s.add_argument("--input", nargs="+", required=True, help="folders, manifests (.jsonl) or image files")
-    s.add_argument("--out", required=True, help="results file; errors go to <out>.errors.jsonl")
+    s.add_argument("--out", required=True, help="results file; unusable inputs go to <out>.errors.jsonl, inputs "
+                                                "deliberately not used to <out>.skipped.jsonl, each with the reason")
     s.add_argument("--batch-size", type=int, default=None, help="studies per batch (default: 8)")
     s.add_argument("--workers", type=int, default=None,
                    help="decode processes; 0 decodes in this process (default: from the cores)")

@@ -19,12 +19,12 @@ from multimodal.data.manifest import Box, StudyRecord, write_manifest
 from preprocessing.errors import ManifestError
 from preprocessing.report_labeler import label_report
 from preprocessing.transforms import letterbox_geometry
+from preprocessing.views import view_of
 from preprocessing.vocab import NIH_OBSERVATIONS, ZONE_BOXES
 
 log = logging.getLogger(__name__)
 
 SPLIT_BOUNDS = (("train", 70), ("val", 85), ("test", 100))  # cumulative percent
-FRONTAL_VIEWS = ("PA", "AP")
 MIN_ZONE_SHARE = 0.25
 NIH_LABELS = "labels.jsonl"
 IU_REPORTS = "reports_dev.jsonl"
@@ -83,8 +83,9 @@ def _require(source: Path, number: int, row: dict[str, Any], field: str) -> Any:
 def manifest_from_dicom_dir(directory: str | Path, out: str | Path | None = None) -> Path:
     """One study per StudyInstanceUID found (recursively) under ``directory``; returns the manifest path.
 
-    Only headers are read (``stop_before_pixels``). Frontal views (PA/AP) come first in each study,
-    then the others by series and instance number. Files that are not DICOM images (unreadable,
+    Only headers are read (``stop_before_pixels``). Views are ordered by the project's view rule
+    (:mod:`preprocessing.views`: PA, AP, other frontal, LL, lateral, RL, unknown), then by series
+    and instance number. Files that are not DICOM images (unreadable,
     no StudyInstanceUID, no image rows) are listed with the reason in ``<manifest>.errors.jsonl``
     instead of stopping the run. Labels are unknown; the split is by patient hash.
     """
@@ -107,8 +108,7 @@ def manifest_from_dicom_dir(directory: str | Path, out: str | Path | None = None
         if "Rows" not in ds:
             errors.append({"path": str(path), "error": f"not an image (Modality {ds.get('Modality', '?')})"})
             continue
-        view = str(ds.get("ViewPosition", "")).upper()
-        order = (view not in FRONTAL_VIEWS, int(ds.get("SeriesNumber") or 0), int(ds.get("InstanceNumber") or 0),
+        order = (view_of(ds).rank, int(ds.get("SeriesNumber") or 0), int(ds.get("InstanceNumber") or 0),
                  str(path))
         studies.setdefault(study_uid, []).append((order, path, ds))
     records = []

@@ -13,13 +13,11 @@ from __future__ import annotations
 import functools
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import FileMetaDataset
@@ -31,11 +29,13 @@ from preprocessing.letterbox import IMAGE_MEAN, IMAGE_STD, LetterboxGeometry
 from preprocessing.model_input import model_view, read_for_model
 from preprocessing.radiograph import Radiograph
 from preprocessing.text import normalize_text
-from preprocessing.views import VIEW_TAGS, Candidate, ViewInfo, choose_views, view_of
+from preprocessing.views import Candidate, ViewInfo, choose_views, view_of, view_of_file
 
 View = str | os.PathLike | Dataset | np.ndarray
 # Header elements larger than this (overlays, LUTs, private blobs) are not sent with a study.
 _MAX_HEADER_VALUE = 16 * 1024
+# Code sequences (a view, an anatomic region) nest two levels; deeper ones are not sent.
+_MAX_SEQUENCE_DEPTH = 2
 
 
 @dataclass
@@ -83,9 +83,11 @@ def prepare_study(study: StudyInput, image_size: int, max_views: int, keep_heade
     """Choose, decode and preprocess the views of ``study`` by the view rule
     (:mod:`preprocessing.views`): at most ``max_views``, a failed frontal replaced by the next one.
 
+    Files whose header discovery did not read (manifest studies) have it read here first.
     Raises :class:`StudyReadError` when no file of the study can be used.
     """
-    return prepare_candidates(study.candidates(), image_size, max_views, study.study_id, study.text,
+    candidates = study.candidates() if study.views else candidates_for(study.paths)
+    return prepare_candidates(candidates, image_size, max_views, study.study_id, study.text,
                               study.study_instance_uid, keep_headers)
 
 
@@ -104,12 +106,17 @@ def candidates_for(views: Sequence[View]) -> list[Candidate]:
         if isinstance(view, np.ndarray):
             candidates.append(Candidate(view, f"<array {k}>"))
         elif isinstance(view, Dataset):
-            name = getattr(view, "filename", None)
-            name = name if isinstance(name, str) else f"<dataset {view.get('SOPInstanceUID', k)}>"
-            candidates.append(Candidate(view, name, _view_or_unknown(view)))
+            candidates.append(Candidate(view, dataset_name(view, k), _view_or_unknown(view)))
         else:
-            candidates.append(Candidate(view, str(view), _file_view(Path(view))))
+            candidates.append(Candidate(view, str(view), view_of_file(view)))
     return candidates
+
+
+def dataset_name(ds: Dataset, index: int) -> str:
+    """How results name an in-memory view: its file name when read from one, else
+    ``<dataset SOPInstanceUID>`` (``<dataset INDEX>`` without one)."""
+    filename = getattr(ds, "filename", None)
+    return filename if isinstance(filename, str) else f"<dataset {ds.get('SOPInstanceUID', index)}>"
 
 
 def prepare_candidates(candidates: Sequence[Candidate], image_size: int, max_views: int, study_id: str | None,
@@ -141,16 +148,6 @@ def _view_or_unknown(ds: Dataset) -> ViewInfo:
     try:
         return view_of(ds)
     except Exception:  # noqa: BLE001 - a header the rule cannot read is a view of unknown kind
-        return ViewInfo()
-
-
-def _file_view(path: Path) -> ViewInfo:
-    """The view rule's facts from a file's header, or an unknown view when it has none."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return view_of(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=VIEW_TAGS))
-    except Exception:  # noqa: BLE001 - not DICOM (PNG...) or unreadable: the decoder says why later
         return ViewInfo()
 
 
@@ -187,20 +184,34 @@ def prepared_study(study_id: str | None, views: list[tuple[Radiograph, float, Vi
 
 
 def sr_header(ds: Dataset) -> Dataset:
-    """The part of a DICOM header a Structured Report copies: top-level elements without sequences,
-    private tags or bulk values (> 16 KiB), and the file meta. Small and flat, so it pickles
-    between processes whatever the source holds (a file with 100 nested sequences once broke that)."""
+    """The part of a DICOM header a Structured Report may copy: top-level elements, sequences at
+    most ``_MAX_SEQUENCE_DEPTH`` deep (code sequences), no private tags, overlays or bulk values
+    (> 16 KiB), and the file meta. Small and shallow, so it pickles between processes whatever the
+    source holds (a file with 100 nested sequences once broke that)."""
     header = Dataset()
-    for tag, element in ds.items():
-        if tag.is_private or tag.group >= 0x6000 or _vr(element) in ("SQ", None):
+    for tag, raw in ds.items():
+        if tag.is_private or tag.group >= 0x6000 or _vr(raw) is None:
             continue
-        value = getattr(element, "value", None)
+        try:
+            element = ds[tag]
+            value = element.value
+            if element.VR == "SQ" and not _shallow(value, _MAX_SEQUENCE_DEPTH):
+                continue
+        except Exception:  # noqa: BLE001 - a value that does not parse is not copied
+            continue
         if isinstance(value, (bytes, bytearray)) and len(value) > _MAX_HEADER_VALUE:
             continue
         header[tag] = element
     if hasattr(ds, "file_meta"):
         header.file_meta = FileMetaDataset(ds.file_meta)
     return header
+
+
+def _shallow(sequence, depth: int) -> bool:
+    """Whether a sequence nests at most ``depth`` levels (a sequence of plain items is depth 1)."""
+    if depth == 0:
+        return False
+    return all(_shallow(element.value, depth - 1) for item in sequence for element in item if element.VR == "SQ")
 
 
 def _vr(element) -> str | None:

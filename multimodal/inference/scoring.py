@@ -48,7 +48,7 @@ from multimodal.inference.distributed import (  # noqa: F401 - merge_parts and r
     rank_device,
 )
 from multimodal.inference.results import convert_log
-from multimodal.inference.sources import discover_studies, shard
+from multimodal.inference.sources import InputError, discover_studies, shard
 from multimodal.inference.writer import ResultWriter, errors_path, skipped_path  # noqa: F401 - public names
 from preprocessing.errors import ConfigError
 
@@ -127,7 +127,11 @@ def _run_batches(predictor, batches: Iterable[list[DecodeOutcome]], pool: cf.Thr
 
     def write_oldest() -> None:
         batch, future = in_flight.popleft()
-        writer.write_batch(batch, future.result() if future is not None else [])
+        try:
+            results = future.result() if future is not None else []
+        except Exception:  # noqa: BLE001 - find the study the model fails on; the others are scored
+            batch, results = _one_by_one(predictor, batch, generate)
+        writer.write_batch(batch, results)
         bar.update(len(batch))
 
     for batch in batches:
@@ -140,6 +144,22 @@ def _run_batches(predictor, batches: Iterable[list[DecodeOutcome]], pool: cf.Thr
     while in_flight:
         write_oldest()
     return t_first
+
+
+def _one_by_one(predictor, batch: list[DecodeOutcome], generate: bool) -> tuple[list[DecodeOutcome], list]:
+    """A batch the model raised on, run study by study: a study that fails alone becomes its error."""
+    outcomes, results = [], []
+    for outcome in batch:
+        if outcome.prepared is not None:
+            try:
+                results.extend(predictor.run_batch([outcome.prepared], generate))
+            except Exception as err:  # noqa: BLE001
+                first = outcome.prepared.sources[0].path or outcome.study.study_id
+                outcome = DecodeOutcome(outcome.study, error=InputError(
+                    first, f"the model failed on this study: {type(err).__name__}: {err}", outcome.study.study_id,
+                    stage="model"))
+        outcomes.append(outcome)
+    return outcomes, results
 
 
 def _summary(writer: ResultWriter, found: int, already_done: int, t0: float, t_first: float | None,

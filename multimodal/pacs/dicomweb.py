@@ -175,17 +175,21 @@ def score_study(pacs: DicomwebPacs, study_uid: str, scorer: StudyScorer,
                 modalities: Sequence[str] = ("DX", "CR")) -> dict:
     """Score one study unless it already holds an SR from this scorer's algorithm; store the SR.
 
-    Returns ``{"study", "status": "scored" | "skipped" | "empty", "sr"?}``. Errors reaching the
-    PACS raise PacsError; errors reading the images raise the project's ImageReadError family.
+    Returns ``{"study", "status": "scored" | "skipped" | "empty", "sr"?, "instances"?}``;
+    ``instances`` accounts for every retrieved instance by SOPInstanceUID: ``{"status": "used",
+    "view"}`` or ``{"status": "skipped" | "failed", "reason"}`` (the view rule,
+    :mod:`preprocessing.views`). Errors reaching the PACS raise PacsError; errors reading the
+    images raise the project's ImageReadError family.
     """
     if any(scorer.wrote(sr) for sr in pacs.structured_reports(study_uid)):
         return {"study": study_uid, "status": "skipped"}
     datasets = pacs.retrieve(study_uid, modalities)
     if not datasets:
         return {"study": study_uid, "status": "empty"}
-    sr = scorer(datasets)
-    pacs.store(sr)
-    return {"study": study_uid, "status": "scored", "sr": str(sr.SOPInstanceUID)}
+    scored = scorer(datasets)
+    pacs.store(scored.sr)
+    return {"study": study_uid, "status": "scored", "sr": str(scored.sr.SOPInstanceUID),
+            "instances": scored.accounting(datasets)}
 
 
 def score_pacs(url: str, model_dir: str | Path | None = None, studies: Sequence[str] | None = None,

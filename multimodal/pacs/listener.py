@@ -3,9 +3,13 @@
 Nothing received is lost: each instance is written to ``<spool>/incoming/<StudyInstanceUID>/``
 (temporary file, fsync, atomic rename, fsync of the folder) before C-STORE success is returned. A
 study is complete once no instance arrived for ``quiet_period`` seconds; a background worker reads
-it from the spool, scores it, sends the SR to the destination and only then moves the study to
-``<spool>/done/<uid>/`` (with the SR). Unreadable studies go to ``<spool>/failed/<uid>/`` with the
-reason. On start, studies left in ``incoming`` by a crash or kill are queued again.
+it from the spool, scores it, sends the SR to the destination and only then moves the instances
+it used to ``<spool>/done/<uid>/`` (with the SR and ``accounting.jsonl``: one line per received
+instance, used with its view, or skipped / failed with the reason, by the project's view rule,
+:mod:`preprocessing.views`), those it did not use to ``<spool>/skipped/<uid>/`` and unreadable
+ones to ``<spool>/failed/<uid>/``. A study that cannot be scored at all goes to
+``<spool>/failed/<uid>/`` with the reason in ``error.txt``. On start, studies left in
+``incoming`` by a crash or kill are queued again.
 
 Back-pressure: at most ``max_queue`` studies wait for scoring; a new study beyond that is refused
 with status A700 (out of resources) so that the sender retries later.
@@ -13,6 +17,7 @@ with status A700 (out of resources) so that the sender retries later.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -37,6 +42,7 @@ from pynetdicom.sop_class import (
 )
 
 from multimodal.pacs import PacsError
+from multimodal.pacs.scoring import scored_study
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +132,8 @@ class Listener:
             raise PacsError(f"max_queue must be at least 1, got {max_queue}")
         self.scorer = scorer
         self.spool = Path(spool)
-        self.incoming, self.done, self.failed = (self.spool / name for name in ("incoming", "done", "failed"))
+        self.incoming, self.done, self.failed, self.skipped = (
+            self.spool / name for name in ("incoming", "done", "failed", "skipped"))
         self.aet, self.host, self.port = aet, host, port
         self.send_to = Destination.parse(send_to) if isinstance(send_to, str) else send_to
         self.allowed_aets = list(allowed_aets) if allowed_aets else []
@@ -209,7 +216,9 @@ class Listener:
             return
         try:
             datasets = [pydicom.dcmread(f) for f in files]
-            sr = self.scorer(datasets)
+            scored = scored_study(self.scorer(datasets))
+            sr = scored.sr
+            by_uid = scored.accounting(datasets)
         except Exception as err:  # noqa: BLE001 (one bad study must not stop the worker thread)
             log.error("study %s could not be scored: %s", uid, err)
             self._move(uid, files, self.failed, note=f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
@@ -223,14 +232,24 @@ class Listener:
                 with self._lock:
                     self._last_arrival.setdefault(uid, time.monotonic())
                 return
-        log.info("study %s scored (%d instances), SR %s sent to %s", uid, len(files), sr.SOPInstanceUID,
-                 self.send_to or "nobody")
+        accounting = {f: by_uid[str(ds.get("SOPInstanceUID", k))] for k, (f, ds) in enumerate(zip(files, datasets))}
+        used = [a["view"] for a in accounting.values() if a["status"] == "used"]
+        left = {status: [f for f, a in accounting.items() if a["status"] == status] for status in ("skipped", "failed")}
+        log.info("study %s scored: used %d of %d instances (%s), skipped %d, failed %d; SR %s sent to %s", uid,
+                 len(used), len(files), ", ".join(used), len(left["skipped"]), len(left["failed"]),
+                 sr.SOPInstanceUID, self.send_to or "nobody")
         (self.done / uid).mkdir(parents=True, exist_ok=True)
         sr.save_as(self.done / uid / f"sr-{sr.SOPInstanceUID}.dcm", enforce_file_format=True)
-        self._move(uid, files, self.done)
+        (self.done / uid / "accounting.jsonl").write_text(
+            "".join(json.dumps({"file": f.name, **a}) + "\n" for f, a in accounting.items()))
+        self._move(uid, left["skipped"], self.skipped)
+        self._move(uid, left["failed"], self.failed)
+        self._move(uid, [f for f in files if accounting[f]["status"] == "used"], self.done)
 
     def _move(self, uid: str, files: list[Path], target_root: Path, note: str | None = None) -> None:
         """Move the scored files (not any that arrived meanwhile) of a study out of ``incoming``."""
+        if not files and note is None:
+            return
         target = target_root / uid
         target.mkdir(parents=True, exist_ok=True)
         if note:

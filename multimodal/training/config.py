@@ -97,6 +97,9 @@ class TrainConfig(_Section):
     ddp_find_unused_parameters: bool | None = Field(None, description="DDP: tolerate trainable parameters without "
                                                     "a gradient (the findings decoder on studies without findings); "
                                                     "None: only when some training study has no findings")
+    pretrain: dict[str, Any] | None = Field(None, description="MAE-pretrain the ViT first on the train and val "
+                                            "images of data.manifest (options of multimodal.training.pretrain."
+                                            "PretrainConfig); the weights become model.image_pretrained")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -104,6 +107,10 @@ class TrainConfig(_Section):
         if self.data.decoder_vocab_from_train and self.model.get("decoder_vocab") is not None:
             raise ConfigError("data.decoder_vocab_from_train", "model.decoder_vocab is set too; keep one of them")
         self.multimodal_config()
+        if self.pretrain is not None:
+            from multimodal.training.pretrain import run_pretrain_config
+
+            run_pretrain_config(self)
         return self
 
     def multimodal_config(self) -> MultimodalConfig:

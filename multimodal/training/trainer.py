@@ -258,6 +258,10 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     if accelerator.is_main_process:
         save_train_config(cfg, run / "config.yaml")
     model_config = cfg.multimodal_config()
+    if cfg.pretrain is not None:  # the recipe pretrains: MAE on the manifests' train and val images first
+        from multimodal.training.pretrain import pretrain_for_run
+
+        model_config.image_pretrained = str(pretrain_for_run(cfg, run))
     if cfg.data.decoder_vocab_from_train:
         model_config.decoder_vocab = train_decoder_vocab(train_records, model_config.text_encoder)
     model = MultimodalModel.from_config(model_config)

@@ -18,11 +18,11 @@ from typing import Any
 from multimodal.data.manifest import StudyRecord, write_manifest
 from multimodal.data.manifest_writers import split_for
 from preprocessing.errors import ManifestError
+from preprocessing.views import position_rank
 
 log = logging.getLogger(__name__)
 
 SPLIT_ORDER = ("test", "val", "train")  # a patient in several official splits goes to the first
-FRONTAL_VIEWS = ("PA", "AP")
 
 
 def open_text(path: Path) -> io.TextIOBase:
@@ -95,8 +95,9 @@ class Collector:
 
 
 def _finish(record: dict[str, Any]) -> dict[str, Any]:
-    """Frontal views first (boxes follow their image); views None when none is known."""
-    order = sorted(range(len(record["images"])), key=lambda i: record["views"][i] not in FRONTAL_VIEWS)
+    """Views in the project's view rule order (PA, AP, lateral...; boxes follow their image); views
+    None when none is known."""
+    order = sorted(range(len(record["images"])), key=lambda i: position_rank(record["views"][i]))
     new_index = {old: new for new, old in enumerate(order)}
     record = {**record, "images": [record["images"][i] for i in order], "views": [record["views"][i] for i in order]}
     for box in record["boxes"]:
@@ -146,3 +147,19 @@ def sex_code(text: str) -> str | None:
 def index_images(root: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     """File name → path of every image under ``root`` (datasets spread images over numbered folders)."""
     return {p.name: p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()}
+
+
+def dicom_header(path: Path) -> tuple[str, dict[str, Any]]:
+    """(view, {"sex", "age", "shape": [rows, cols]}) from a DICOM file's header (pixels not read);
+    ("", {}) when unreadable."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # pydicom raises many types on non-DICOM input; the image is reported when read
+        return "", {}
+    age = str(ds.get("PatientAge", "") or "")
+    return str(ds.get("ViewPosition", "") or "").upper(), {
+        "sex": sex_code(str(ds.get("PatientSex", "") or "")),
+        "age": age_years(age) if age[:-1].isdigit() or age.isdigit() else None,
+        **({"shape": [int(ds.Rows), int(ds.Columns)]} if "Rows" in ds and "Columns" in ds else {})}

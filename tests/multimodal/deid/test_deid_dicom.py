@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.data.data_manager import DATA_ROOT
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -342,7 +343,7 @@ def test_every_input_is_accounted_for_and_deep_nesting_fails_alone(tmp_path):
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom, on the corpus's deliberately broken files
 def test_every_file_of_pydicoms_test_corpus_is_accounted_for(tmp_path):
     """pydicom's own test files: odd transfer syntaxes, broken VRs, missing meta, truncation."""
-    corpus = Path(pydicom.data.data_manager.DATA_ROOT) / "test_files"
+    corpus = Path(DATA_ROOT) / "test_files"
     files = {p.relative_to(corpus).as_posix() for p in corpus.rglob("*") if p.is_file()}
     summary = deidentify_folder(corpus, tmp_path / "out", salt="k", allow_burned_in=True)
     records = _log(tmp_path / "out")

@@ -52,9 +52,11 @@ def _predictions(batch, meta, heatmaps):
 def test_the_boxes_reach_the_evaluation_in_the_letterboxed_square(batch):
     _, _, meta = batch
     boxes = {b["label"]: b["xywh"] for b in meta["boxes"][0]}
-    # x' = 0.4 x + 6, y' = 0.4 y (scale 64/160, pad (64 - 51) // 2 = 6 on the left only).
-    assert boxes["Effusion"] == pytest.approx([9.2, 40.0, 16.0, 16.0], abs=1e-4)
-    assert boxes["Nodule"] == pytest.approx([41.2, 9.6, 9.6, 9.6], abs=1e-4)
+    # The reader shrinks the image to the 64 x 51 pixels the letterbox keeps (fit="long"), so
+    # y' = 0.4 y (64/160) and x' = (51/128) x + 6 (the columns' own scale; pad (64 - 51) // 2 = 6, left).
+    sx = 51 / 128
+    assert boxes["Effusion"] == pytest.approx([8 * sx + 6, 40.0, 40 * sx, 16.0], abs=1e-4)
+    assert boxes["Nodule"] == pytest.approx([88 * sx + 6, 9.6, 24 * sx, 9.6], abs=1e-4)
 
 
 def test_a_heat_map_equal_to_the_region_target_wins_the_pointing_game(batch):

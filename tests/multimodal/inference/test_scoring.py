@@ -21,7 +21,7 @@ from multimodal.cli import main
 from multimodal.inference import scoring
 from multimodal.inference.predictor import Predictor
 from multimodal.inference.results import read_jsonl
-from multimodal.inference.scoring import FAULT_INJECT_ENV, errors_path, merge_parts, score
+from multimodal.inference.scoring import FAULT_INJECT_ENV, errors_path, merge_parts, score, skipped_path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -88,8 +88,16 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_killed_run_resumes_to_the_same_results_without_duplicates(tiny_model_dir, phantom_dir, tmp_path):
-    args = ["score", "--model", str(tiny_model_dir), "--input", str(phantom_dir / "dicom"), "--batch-size", "1",
+def test_killed_run_resumes_to_the_same_results_without_duplicates(tiny_model_dir, mixed_folder, tmp_path):
+    (mixed_folder / "crash_me.dcm").unlink()  # no fault injection here
+    report = pydicom.Dataset()
+    report.file_meta = pydicom.dataset.FileMetaDataset()
+    report.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = pydicom.uid.BasicTextSRStorage
+    report.SOPInstanceUID = report.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    report.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    report.save_as(mixed_folder / "report.dcm", enforce_file_format=True)
+    args = ["score", "--model", str(tiny_model_dir), "--input", str(mixed_folder), "--batch-size", "1",
             "--workers", "0", "--no-findings", "--quiet"]
     killed = tmp_path / "killed.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
@@ -113,6 +121,9 @@ def test_killed_run_resumes_to_the_same_results_without_duplicates(tiny_model_di
     resumed = _ids(killed, "study_id")
     assert len(resumed) == len(set(resumed)) == 8
     assert sorted(resumed) == sorted(_ids(whole, "study_id"))
+    for accounts in (errors_path, skipped_path):  # the same accounting, each line once
+        keys = _ids(accounts(killed), "key")
+        assert len(keys) == len(set(keys)) and sorted(keys) == sorted(_ids(accounts(whole), "key")) and keys
     assert killed.read_bytes().endswith(b"\n")
     probs = lambda path: {r["study_id"]: [o["probability"] for o in r["observations"].values()]  # noqa: E731
                           for r in read_jsonl(path)}

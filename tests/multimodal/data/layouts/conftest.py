@@ -53,3 +53,33 @@ def write_image():
 def write_table():
     """write_table(path, text): CSV text as released (``.gz`` compressed when the name says so)."""
     return _write_table
+
+
+def _write_dicom(path: Path, patient_id: str = "", sex: str = "F", age: str = "045Y", view: str = "PA",
+                 rows: int = 64, cols: int = 64) -> Path:
+    """A tiny secondary-capture DICOM with the header fields the layouts read."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.Modality = generate_uid(), "CR"
+    ds.PatientID, ds.PatientSex, ds.PatientAge, ds.ViewPosition = patient_id, sex, age, view
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = bytes(rows * cols)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def write_dicom():
+    """write_dicom(path, patient_id, sex, age, view, rows, cols): a tiny DICOM image."""
+    return _write_dicom

@@ -78,3 +78,28 @@ def test_the_projects_jsonl_subset_still_reads(tmp_path, write_image):
                                                        "boxes": []}) + "\n")
     (record,) = load_manifest(manifest_from_nih_release(tmp_path))
     assert record.labels["Mass"] == 1
+
+
+def test_the_real_nih_tables_as_released(tmp_path, no_patient_crosses_splits):
+    """NIH's own Data_Entry_2017_v2020.csv and BBox_List_2017.csv (carried by the torchxrayvision wheel):
+    every boxed image becomes a study with its boxes, patients stay in one split."""
+    import gzip
+    import shutil
+    from pathlib import Path
+
+    xrv = pytest.importorskip("torchxrayvision", reason="the real NIH tables come with torchxrayvision")
+    data = Path(xrv.__file__).parent / "data"
+    for name in ("Data_Entry_2017_v2020.csv", "BBox_List_2017.csv"):
+        with gzip.open(data / f"{name}.gz") as src, (tmp_path / name).open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    boxed = {line.split(",")[0] for line in (tmp_path / "BBox_List_2017.csv").read_text().splitlines()[1:]}
+    (tmp_path / "images").mkdir()
+    for name in boxed:
+        (tmp_path / "images" / name).write_bytes(b"")  # only their presence is read here
+    records = load_manifest(manifest_from_nih_release(tmp_path, out=tmp_path / "m.jsonl", boxed_only=True))
+    assert len(records) == len(boxed) == 880
+    assert sum(len(r.boxes) for r in records) == 984
+    assert {b.label for r in records for b in r.boxes} == {"Atelectasis", "Cardiomegaly", "Effusion", "Infiltration",
+                                                          "Mass", "Nodule", "Pneumonia", "Pneumothorax"}
+    no_patient_crosses_splits(records)
+    assert not (tmp_path / "m.errors.jsonl").exists()
