@@ -9,7 +9,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,txrv]'
 	touch $@
 
 setup: system-deps $(VENV)/.installed

@@ -14,11 +14,18 @@ cache format version, so a change of preprocessing never serves stale arrays.
 Concurrency: entries are written to a temporary file in the same directory and moved into place
 with ``os.replace`` (atomic on POSIX and Windows), so DataLoader workers racing on the same file
 both succeed and readers never see half a file.
+
+Encryption at rest: with a keyring (``MMDX_KEY_FILE``, see :mod:`preprocessing.crypto`) entries are
+written AES-256-GCM encrypted and read back transparently; a tampered entry or one written with a
+key that is not in the keyring raises :class:`~preprocessing.crypto.DecryptionError` (it is not
+silently re-decoded: a changed cache file is a security event, not a cache miss). Without a
+keyring an encrypted entry is unreadable and is decoded again (and stored in clear).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -28,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from preprocessing.crypto import Keyring, is_encrypted
 from preprocessing.radiograph import Radiograph
 
 CACHE_FORMAT = 1
@@ -38,11 +46,13 @@ class PreprocessCache:
 
     ``config``: everything that changes the cached pixels, JSON-serialisable; its ``target_size``
     (px or None) and ``fit`` (``short``/``long``, default ``short``) keys are passed to the reader.
+    ``keyring``: encrypt entries (default: the keyring of ``MMDX_KEY_FILE``, None when it is unset).
     """
 
     def __init__(self, root: str | os.PathLike[str], config: Mapping[str, Any] | None = None,
-                 content_hash: bool = False):
+                 content_hash: bool = False, keyring: Keyring | None = None):
         self.root = Path(root)
+        self.keyring = keyring or Keyring.from_env()
         self.config = dict(config or {})
         self.content_hash = content_hash
         blob = json.dumps({"format": CACHE_FORMAT, **self.config}, sort_keys=True, default=str)
@@ -69,7 +79,10 @@ class PreprocessCache:
         """The cached radiograph of ``path``, or None (also for an unreadable entry, which is removed)."""
         entry = self.entry_path(path)
         try:
-            with np.load(entry, allow_pickle=False) as data:
+            blob = entry.read_bytes()
+            if is_encrypted(blob) and self.keyring is not None:
+                blob = self.keyring.decrypt(blob, entry)
+            with np.load(io.BytesIO(blob), allow_pickle=False) as data:
                 pixels = data["pixels"].astype(np.float32)
                 meta = json.loads(str(data["meta"]))
         except FileNotFoundError:
@@ -85,9 +98,11 @@ class PreprocessCache:
         entry.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem[:8]}-", suffix=".tmp")
         try:
+            buffer = io.BytesIO()
+            np.savez(buffer, pixels=radiograph.pixels.astype(np.float16),
+                     meta=np.array(json.dumps(radiograph.metadata())))
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, pixels=radiograph.pixels.astype(np.float16),
-                         meta=np.array(json.dumps(radiograph.metadata())))
+                fh.write(self.keyring.encrypt(buffer.getvalue()) if self.keyring else buffer.getvalue())
             os.replace(tmp, entry)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

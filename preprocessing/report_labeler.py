@@ -22,11 +22,16 @@ import json
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from preprocessing.codes import observation_code
 from preprocessing.errors import MmdxError
-from preprocessing.labeler.context import NEGATIVE, POSITIVE, UNCERTAIN, VERSUS_READINGS, Sentences
-from preprocessing.labeler.lexicon import CONCEPTS, NORMAL, PATTERNS, observation_map, outside_lung
+from preprocessing.labeler.context import NEGATIVE, POSITIVE, UNCERTAIN, Sentences
+from preprocessing.labeler.lexicon import (
+    CONCEPTS, DEFAULT_CONVENTION, LIST_STRUCTURES, NORMAL, NORMAL_LIST, PATTERNS, UNMENTIONS, Convention, Pattern,
+    applies, observation_map, outside_lung,
+)
+from preprocessing.labeler.lexicon import convention as convention_of
 from preprocessing.labeler.zones import ZONE_PATTERN, parse_location, resolve_zones
 from preprocessing.vocab import ZONES, resolve_observations
 
@@ -63,10 +68,15 @@ class ReportLabels:
         (observation -> ``SCHEME:VALUE`` of :mod:`preprocessing.codes`, for the observations stated)."""
         return {
             "values": dict(self.values),
-            "codes": {k: str(observation_code(k)) for k, v in self.values.items() if v is not None},
+            "codes": stated_codes(self.values),
             "zones": {k: list(v) for k, v in self.zones.items()},
             "evidence": {k: [asdict(m) for m in v] for k, v in self.evidence.items()},
         }
+
+
+def stated_codes(values: dict[str, int | None]) -> dict[str, str]:
+    """Observation -> ``SCHEME:VALUE`` (:mod:`preprocessing.codes`) of the observations with a value."""
+    return {k: str(observation_code(k)) for k, v in values.items() if v is not None}
 
 
 @dataclass
@@ -79,28 +89,49 @@ class _Hit:
     locations: list = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Setup:
+    concepts: dict[str, tuple[str, ...]]
+    patterns: tuple[Pattern, ...]
+    unmentions: tuple[Pattern, ...]
+    convention: Convention
+
+
 @lru_cache(maxsize=32)
-def _setup(observations: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    return observation_map(observations)
+def _setup(observations: tuple[str, ...], convention_name: str) -> _Setup:
+    conv = convention_of(convention_name)
+    return _Setup(observation_map(observations, conv), tuple(p for p in PATTERNS if applies(p, conv)),
+                  tuple(p for p in UNMENTIONS if applies(p, conv)), conv)
 
 
-def _find_hits(sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_Hit]:
+def _list_concepts(low: str, start: int, end: int) -> tuple[str, ...]:
+    """Concepts ruled out by the structures a ``normal_list`` statement ``low[start:end]`` names."""
+    return tuple(dict.fromkeys(c for words, concepts in LIST_STRUCTURES if words.search(low, start, end) for c in concepts))
+
+
+def _find_hits(sents: Sentences, setup: _Setup) -> list[_Hit]:
     hits = []
-    for pattern in PATTERNS:
-        wanted = [c for c in pattern.concepts if c in concepts]
-        if not wanted:
+    concepts = setup.concepts
+    unmentioned = [(p.concepts, m.span()) for p in setup.unmentions for m in p.regex.finditer(sents.low)]
+    for pattern in setup.patterns:
+        listed = pattern.kind == NORMAL_LIST
+        if not listed and not any(c in concepts for c in pattern.concepts):
             continue
-        in_lung = any(CONCEPTS[c].in_lung for c in wanted)
         named_head = "head" in pattern.regex.groupindex
         for m in pattern.regex.finditer(sents.low):
             start, end = m.span()
             if not sents.is_current(start):
                 continue
+            wanted = [c for c in (_list_concepts(sents.low, start, end) if listed else pattern.concepts) if c in concepts]
+            wanted = [c for c in wanted if not any(c in names and s <= start and end <= e for names, (s, e) in unmentioned)]
+            if not wanted:
+                continue
+            in_lung = any(CONCEPTS[c].in_lung for c in wanted)
             if in_lung and outside_lung(sents.low, start, end, sents.clause_span(start, end)[1]):
                 continue
             # The mention's head: a named group where the pattern gives one, else its last word.
             head = m.start("head") if named_head and m.start("head") >= 0 else sents.low.rfind(" ", start, end) + 1
-            if pattern.kind == NORMAL:
+            if pattern.kind in (NORMAL, NORMAL_LIST):
                 # The pattern may hold its own "no" ("no acute disease"); only context before it counts,
                 # and only since the last "and" or comma: "no effusion and heart size is normal" is
                 # two statements, while "not normal" / "possibly normal" still qualify the statement.
@@ -110,8 +141,9 @@ def _find_hits(sents: Sentences, concepts: dict[str, tuple[str, ...]]) -> list[_
                     continue
                 value = NEGATIVE
             else:
-                value = sents.classify(start, end, max(head, start))
-                if value == POSITIVE and any(CONCEPTS[c].suggests_only for c in wanted):
+                value = sents.classify(start, end, max(head, start),
+                                       alternatives=all(CONCEPTS[c].hedged_by_alternatives for c in wanted))
+                if value == POSITIVE and any(c in setup.convention.suggests_only for c in wanted):
                     value = UNCERTAIN
             sentence = sents.index(start)
             hits.extend(_Hit(c, start, end, value, sentence) for c in wanted)
@@ -149,19 +181,20 @@ def _assign_locations(sents: Sentences, hits: list[_Hit]) -> None:
 
 
 def label_report(text: str | None, observations: str | list[str] | tuple[str, ...] = "chexpert",
-                 versus: str = "both") -> ReportLabels:
+                 convention: str = DEFAULT_CONVENTION) -> ReportLabels:
     """Label one report's text.
 
     ``observations`` names a list of :data:`preprocessing.vocab.OBSERVATION_SETS` ("chexpert",
-    "nih", "phantom", ...) or gives the names. ``versus``: "both" reads each side of "X versus Y"
-    as stated (the IU coders code both), "uncertain" makes both -1 (CheXpert). Returns a
-    :class:`ReportLabels` whose evidence offsets index ``text``.
+    "nih", "phantom", ...) or gives the names. ``convention``: "chexpert" (CheXpert's reading: "X
+    versus Y" and "X or Y" uncertain, its phrase lists) or "iu" (the IU coders'); see
+    docs/labeler.md. Returns a :class:`ReportLabels` whose evidence offsets index ``text``.
     """
     names = resolve_observations(observations)
-    concepts = _setup(names)
+    setup = _setup(names, convention)
+    concepts = setup.concepts
     text = text or ""
-    sents = Sentences(text, versus=versus)
-    hits = _find_hits(sents, concepts)
+    sents = Sentences(text, versus=setup.convention.versus, alternatives=setup.convention.alternatives)
+    hits = _find_hits(sents, setup)
     _assign_locations(sents, hits)
 
     values: dict[str, int | None] = {n: None for n in names}
@@ -197,39 +230,22 @@ def _record_id(record: dict, id_field: str | None):
     return next((record[k] for k in ID_FIELDS if k in record), None)
 
 
-def label_jsonl(input_path: str | Path, out_path: str | Path, fields: list[str] | tuple[str, ...],
-                id_field: str | None = None, observations: str | list[str] | tuple[str, ...] = "chexpert",
-                versus: str = "both") -> int:
-    """Label every line of a JSONL file; write one JSON line per input line; return the line count.
-
-    Each output line holds ``id`` (the input's ``id_field``, else the first of id / uid / study_id
-    present), ``line`` (1-based), ``text`` (the joined ``fields``, see :func:`join_fields`) and
-    :meth:`ReportLabels.to_dict`. A line that is not a JSON object gives ``{"id": null, "line": n,
-    "error": "..."}`` instead, and labelling goes on. ``versus``: see :func:`label_report`. Raises
-    :class:`MmdxError` when the input cannot be read or the observation list is unknown.
-    """
-    input_path, out_path = Path(input_path), Path(out_path)
-    try:
-        resolve_observations(observations)
-    except ValueError as err:
-        raise MmdxError(f"--observations: {err}") from err
-    if versus not in VERSUS_READINGS:
-        raise MmdxError(f"--versus: expected one of {', '.join(VERSUS_READINGS)}, got {versus!r}")
+def read_reports(input_path: str | Path, fields: list[str] | tuple[str, ...],
+                 id_field: str | None = None) -> Iterator[dict]:
+    """The reports of a JSONL file, one dict per line: ``id`` (the input's ``id_field``, else the first
+    of id / uid / study_id present), ``line`` (1-based) and ``text`` (the joined ``fields``, see
+    :func:`join_fields`); a line that is not a JSON object gives ``{"id": None, "line": n, "error":
+    "..."}`` instead. Raises :class:`MmdxError` when the file does not exist."""
+    input_path = Path(input_path)
     if not input_path.is_file():
         raise MmdxError(f"{input_path}: input file not found")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with input_path.open(encoding="utf-8", errors="replace") as src, out_path.open("w", encoding="utf-8") as dst:
+    with input_path.open(encoding="utf-8", errors="replace") as src:
         for n, line in enumerate(src, start=1):
             try:
                 record = json.loads(line)
                 if not isinstance(record, dict):
                     raise ValueError(f"expected a JSON object, got {type(record).__name__}")
             except ValueError as err:
-                row = {"id": None, "line": n, "error": f"{input_path}:{n}: invalid JSON line: {err}"}
+                yield {"id": None, "line": n, "error": f"{input_path}:{n}: invalid JSON line: {err}"}
             else:
-                text = join_fields(record, fields)
-                row = {"id": _record_id(record, id_field), "line": n, "text": text,
-                       **label_report(text, observations, versus).to_dict()}
-            dst.write(json.dumps(row) + "\n")
-    return n
+                yield {"id": _record_id(record, id_field), "line": n, "text": join_fields(record, fields)}

@@ -133,3 +133,25 @@ def zone_masks(height: int, width: int) -> np.ndarray:
 def zone_of_point(x: float, y: float) -> list[str]:
     """Zones containing the normalised point (x, y); may be several (e.g. cardiac and a lung zone)."""
     return [n for n, (x0, y0, x1, y1) in ZONE_BOXES.items() if x0 <= x < x1 and y0 <= y < y1]
+
+
+# Label values everywhere (labeler output, manifests, dataset layouts): 1 positive, 0 negative,
+# -1 uncertain, None not mentioned / unknown (masked in the loss). How a model trains on -1 is a
+# policy (Irvin et al. 2019): U-Ignore drops it, U-Zeros reads it as 0, U-Ones as 1; "keep" leaves -1
+# to the model's ``uncertain_policy`` (the same names without "U-").
+UNCERTAIN_POLICIES: tuple[str, ...] = ("ignore", "zeros", "ones")
+UNCERTAIN_CHOICES: tuple[str, ...] = ("keep", "U-Ignore", "U-Ones", "U-Zeros")
+
+
+def apply_uncertain_policy(values: dict[str, int | None], policy: str | None) -> dict[str, int | None]:
+    """``values`` with every -1 replaced as ``policy`` says, in the dataset layouts' spelling
+    (:data:`UNCERTAIN_CHOICES`, any case) or the model config's (:data:`UNCERTAIN_POLICIES`):
+    ignore -> None (not used for training), zeros -> 0, ones -> 1; ``None`` or "keep" keeps -1.
+    ValueError names the known policies."""
+    name = (policy or "keep").lower().removeprefix("u-")
+    if name == "keep":
+        return dict(values)
+    if name not in UNCERTAIN_POLICIES:
+        raise ValueError(f"unknown uncertain policy {policy!r}; expected one of {', '.join(UNCERTAIN_CHOICES)}")
+    replacement = {"ignore": None, "zeros": 0, "ones": 1}[name]
+    return {k: replacement if v == -1 else v for k, v in values.items()}

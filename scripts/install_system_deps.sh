@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages for the PACS tests: a real Orthanc (+ DICOMweb plugin), dcmtk and dciodvfy; and
+# Debian packages for the PACS tests: a real Orthanc (+ DICOMweb plugin), dcmtk, dciodvfy and socat
+# (the TLS terminator in front of Orthanc's HTTP port in the HTTPS tests); and
 # headless Chromium + its driver for the HTML report's browser tests (never a downloaded browser).
 # Never orthanc-gdcm (it segfaults Orthanc on transcoding). Best effort: the tests that need
 # these skip with a reason when they are missing, so a failure here is reported, not fatal.
@@ -9,6 +10,7 @@ need=()
 [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+command -v socat >/dev/null 2>&1 || need+=(socat)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmdx", description="Multimodal chest-radiograph diagnosis: DICOM + "
                                 "clinical text -> findings, diseases and where they are.")
     p.add_argument("--version", action="version", version=f"mmdx {_version()}")
+    p.add_argument("--key-file", default=None, metavar="KEY",
+                   help="encrypt what mmdx writes (cache, spool, results, SRs) with this key file from "
+                        "`mmdx keygen`; same as MMDX_KEY_FILE (default: no encryption)")
+    p.add_argument("--audit-log", default=None, metavar="LOG",
+                   help="append an audit event for every access to patient data; same as MMDX_AUDIT_LOG "
+                        "(default: no audit log)")
+    p.add_argument("--umask", default=None, help="octal umask for created files; same as MMDX_UMASK (default: 077)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
@@ -41,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from multimodal.security import settings
+
+        settings.apply(args.key_file, args.audit_log, args.umask)
         return args.func(args)
     except MmdxError as err:
         print(f"mmdx {args.command}: error: {err}", file=sys.stderr)

@@ -20,7 +20,7 @@ from preprocessing.errors import ManifestError
 from preprocessing.report_labeler import label_report
 from preprocessing.transforms import letterbox_geometry
 from preprocessing.views import view_of
-from preprocessing.vocab import NIH_OBSERVATIONS, ZONE_BOXES
+from preprocessing.vocab import NIH_OBSERVATIONS, ZONE_BOXES, apply_uncertain_policy
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +176,16 @@ def manifest_from_nih(path: str | Path, out: str | Path | None = None) -> Path:
 # ------------------------------------------------------------------------------------------------ IU
 
 
-def manifest_from_iu(path: str | Path, out: str | Path | None = None) -> Path:
+def manifest_from_iu(path: str | Path, out: str | Path | None = None, convention: str = "chexpert",
+                     uncertain_policy: str | None = None) -> Path:
     """A TEXT-ONLY manifest from the IU X-ray reports (``reports_dev.jsonl`` or its folder).
 
     The images of these reports are not available here, so ``images`` is empty. ``text`` is the
     indication, ``findings`` the findings; labels (CheXpert's 14) and zones come from the
-    project's report labeler on findings + impression. The file's R2Gen split is kept for
-    train/val; its "unsplit" studies (R2Gen's test studies are among them) become "test".
+    project's report labeler on findings + impression under ``convention`` ("chexpert" or "iu"), with
+    ``uncertain_policy`` applied as ``mmdx label --uncertain`` does (None keeps -1). The file's
+    R2Gen split is kept for train/val; its "unsplit" studies (R2Gen's test studies are among them)
+    become "test".
     """
     source = _source_file(path, IU_REPORTS)
     out = Path(out) if out is not None else source.parent / "manifest.jsonl"
@@ -190,11 +193,11 @@ def manifest_from_iu(path: str | Path, out: str | Path | None = None) -> Path:
     for number, row in _read_jsonl(source):
         uid = str(_require(source, number, row, "uid"))
         findings, impression = row.get("findings") or "", row.get("impression") or ""
-        labels = label_report(f"{findings} {impression}".strip(), "chexpert")
+        labels = label_report(f"{findings} {impression}".strip(), "chexpert", convention)
         split = row.get("split") if row.get("split") in ("train", "val", "test") else "test"
         records.append(StudyRecord(
             study_id=f"iu-{uid}", text=row.get("indication") or "", findings=findings,
-            labels=labels.values, regions={k: v for k, v in labels.zones.items() if v}, split=split,
+            labels=apply_uncertain_policy(labels.values, uncertain_policy), regions={k: v for k, v in labels.zones.items() if v}, split=split,
             meta={"impression": impression, "comparison": row.get("comparison") or "",
                   "expected_images": row.get("expected_images") or [], "problems": row.get("problems") or []},
         ))

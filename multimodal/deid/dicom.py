@@ -42,6 +42,7 @@ from pydicom.multival import MultiValue
 
 from multimodal.deid.profile import TABLE_SOURCE, Profile
 from multimodal.deid.text import scrub_text
+from multimodal.security import audit
 from preprocessing.errors import DicomReadError, MmdxError, UnsupportedImageError
 
 log = logging.getLogger(__name__)
@@ -398,6 +399,7 @@ def deidentify_folder(input: str | Path, out: str | Path, salt: str | None = Non
             os.fsync(log_file.fileno())  # the line is on disk before the next file starts
     if counts["burned_in"]:
         log.warning("%d images carry burned-in annotation; their pixels were copied unchanged", counts["burned_in"])
+    audit.record("de-identify", detail={k: counts[k] for k in ("written", "skipped", "failed")})
     return {"input": str(input), "out": str(out), "log": str(log_path), **counts,
             "options": list(deid.profile.options), "profile": TABLE_SOURCE}
 

@@ -26,6 +26,7 @@ from pydicom import Dataset
 
 from multimodal.inference.prepare import PreparedStudy, View, candidates_for, make_preparer, prepare_candidates
 from multimodal.inference.results import ObservationResult, Peak, StudyResult, write_heatmaps
+from multimodal.models.model_card import weights_sha256
 from preprocessing.errors import ConfigError, ImageReadError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -58,6 +59,8 @@ class Predictor:
         config_json = json.dumps(self.config.to_dict(), sort_keys=True)
         self.model_info = {"name": self.config.name, "version": self.config.version,
                            "config_hash": hashlib.sha256(config_json.encode()).hexdigest()[:16]}
+        if model_dir is not None:
+            self.model_info["sha256"] = weights_sha256(model_dir)
 
     @property
     def model_name(self) -> str:

@@ -4,6 +4,10 @@ The log is the unit of crash safety for ``mmdx score``: every batch is appended 
 flushed and fsync'd before the next batch starts. On reopening, a torn last line (the process was
 killed mid-write) is cut off, and the ids already present are returned so a resumed run skips them.
 CSV and Parquet are produced from the finished log (:func:`convert_log`).
+
+With a key file (``MMDX_KEY_FILE``) everything written here is encrypted at rest
+(:mod:`preprocessing.crypto`): each log line on its own (so appends stay crash-safe), CSV/Parquet
+tables and heat-map files as whole files. Reading decrypts transparently.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from preprocessing.crypto import DecryptionError, Keyring, is_encrypted_record, seal_file
 from preprocessing.errors import MmdxError
 
 
@@ -138,6 +143,7 @@ class JsonlLog:
         self.path = Path(path)
         self.key = key
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.keyring = Keyring.from_env()
         self.done: set[str] = set()
         self.torn_bytes = _truncate_torn_tail(self.path)
         for record in read_jsonl(self.path):
@@ -153,7 +159,10 @@ class JsonlLog:
                 fresh.append(record)
         if fresh:
             # One write per batch: a kill leaves at most one torn line, at the very end.
-            self._file.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in fresh).encode())
+            lines = (json.dumps(r, separators=(",", ":")) for r in fresh)
+            if self.keyring is not None:
+                lines = (self.keyring.encrypt_line(line) for line in lines)
+            self._file.write("".join(line + "\n" for line in lines).encode())
             self._file.flush()
             os.fsync(self._file.fileno())
         return len(fresh)
@@ -197,18 +206,26 @@ def _truncate_torn_tail(path: Path) -> int:
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
-    """Records of a JSON-lines file; a malformed complete line raises naming the file and line."""
+    """Records of a JSON-lines file, encrypted lines decrypted with ``MMDX_KEY_FILE``'s keyring; a
+    malformed complete line raises naming the file and line."""
     path = Path(path)
     if not path.exists():
         return
+    keyring = Keyring.from_env()
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise MmdxError(f"{path}:{number}: not a JSON line ({err.msg})") from err
+            if is_encrypted_record(record):
+                if keyring is None:
+                    raise DecryptionError(f"{path}:{number}",
+                                          "the line is encrypted; set MMDX_KEY_FILE or pass --key-file")
+                record = keyring.decrypt_record(record, f"{path}:{number}")
+            yield record
 
 
 def flatten_result(record: dict) -> dict:
@@ -244,6 +261,7 @@ def convert_log(log_path: str | Path, out: str | Path, output_format: str) -> Pa
         pcsv.write_csv(table, tmp)
     else:
         raise ValueError(f"output format must be 'csv' or 'parquet', got {output_format!r}")
+    seal_file(tmp, Keyring.from_env())
     os.replace(tmp, out)  # readers never see a half-written table
     return out
 
@@ -266,6 +284,8 @@ def write_heatmaps(result: StudyResult, out_dir: str | Path, images: list[np.nda
     names = list(result.observations)
     npz = out_dir / f"{stem}.npz"
     np.savez_compressed(npz, heatmaps=result.heatmaps.astype(np.float32), observations=np.array(names))
+    keyring = Keyring.from_env()
+    seal_file(npz, keyring)
     written = [npz]
     if not images:
         return written
@@ -282,6 +302,7 @@ def write_heatmaps(result: StudyResult, out_dir: str | Path, images: list[np.nda
         blend = (0.6 * gray + 0.4 * color) * 255
         path = out_dir / f"{stem}_{safe_file_stem(name)}.png"
         Image.fromarray(blend.astype(np.uint8)).save(path)
+        seal_file(path, keyring)
         written.append(path)
     return written
 

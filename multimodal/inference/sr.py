@@ -75,8 +75,8 @@ def to_structured_report(result: StudyResult, source_datasets: Sequence[Dataset]
     name = result.model.get("name", "mmdx")
     version = result.model.get("version", "0")
     config_hash = result.model.get("config_hash", "")
-    algorithm = hd.sr.AlgorithmIdentification(name=name, version=version,
-                                              parameters=[f"config_hash={config_hash}"] if config_hash else None)
+    parameters = [f"{key}={result.model[key]}" for key in ("config_hash", "sha256") if result.model.get(key)]
+    algorithm = hd.sr.AlgorithmIdentification(name=name, version=version, parameters=parameters or None)
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=generate_uid(entropy_srcs=[name, version, config_hash]), name=name,
         manufacturer_name=MANUFACTURER, model_name=name)

@@ -25,6 +25,8 @@ from pathlib import Path
 from multimodal.inference.decoding import DecodeOutcome
 from multimodal.inference.results import JsonlLog, StudyResult, safe_file_stem, write_heatmaps
 from multimodal.inference.sources import Discovery, InputError
+from multimodal.security import audit
+from preprocessing.crypto import Keyring, seal_file
 
 
 def errors_path(out: str | Path) -> Path:
@@ -82,6 +84,7 @@ class ResultWriter:
         self._skipped(s.to_dict() for s in skipped)
         lines = [_result_line(r) for r in results]
         self.counts["scored"] += self.results.append(lines)
+        audit.record_results("score", results)
         self.counts["used"] += sum(len(line["sources"]) for line in lines)
         self._errors(o.error for o in batch if o.error is not None)
 
@@ -118,6 +121,7 @@ class ResultWriter:
                 sr = to_structured_report(result, prepared.headers)
                 self.sr_dir.mkdir(parents=True, exist_ok=True)
                 sr.save_as(self.sr_dir / f"{stem}.dcm", enforce_file_format=True)
+                seal_file(self.sr_dir / f"{stem}.dcm", Keyring.from_env())  # encrypted at rest with a key file
             except Exception as err:  # noqa: BLE001 - a source header highdicom rejects must not lose the result
                 errors.append(InputError(first, f"structured report not written: {type(err).__name__}: {err}",
                                          f"{result.study_id}#sr", stage="sr", scope="output"))

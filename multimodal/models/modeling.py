@@ -27,6 +27,7 @@ from .configuration import MultimodalConfig
 from .decoder_vocab import normalise_decoder_vocab
 from .encoders import apply_freezing, apply_lora, build_image_encoder, build_text_encoder, text_layers
 from .fusion import CrossModalFusion
+from .model_card import CARD_NAME, ModelCard, weights_sha256
 from .heads import DiseaseHeads, FindingsDecoder, classification_loss, region_loss, zone_loss
 
 WEIGHTS_NAME = "model.safetensors"
@@ -131,8 +132,9 @@ class MultimodalModel(nn.Module):
         load_model(model, str(weights), strict=True)
         return model.to(device or "cpu").eval()
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.json, model.safetensors and the tokenizer files into ``directory``."""
+    def save_pretrained(self, directory: str | Path, card: ModelCard | None = None) -> Path:
+        """Write config.json, model.safetensors, the tokenizer files and the model card (README.md,
+        from ``card``: what training recorded; see :mod:`multimodal.models.model_card`) into ``directory``."""
         from safetensors.torch import save_model
 
         directory = Path(directory)
@@ -140,6 +142,7 @@ class MultimodalModel(nn.Module):
         self.config.save(directory)
         save_model(self, str(directory / WEIGHTS_NAME))
         self.tokenizer.save_pretrained(str(directory))
+        (directory / CARD_NAME).write_text((card or ModelCard()).render(self.config, weights_sha256(directory)))
         return directory
 
     def _encode_images(self, pixel_values: torch.Tensor, view_mask: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,9 @@ from urllib3.util.retry import Retry
 
 from multimodal.pacs import PacsError
 from multimodal.pacs.scoring import StudyScorer, load_scorer
+from multimodal.security import audit
+from multimodal.security.secrets import Credentials, check_transport, resolve_credentials
+from multimodal.security.tls import explain_certificate_error
 from preprocessing.errors import ConfigError, MmdxError
 
 log = logging.getLogger(__name__)
@@ -32,16 +35,23 @@ RETRY_STATUS = (500, 502, 503, 504)
 QIDO_PAGE = 500
 
 
-def _session(user: str | None, password: str | None, token: str | None, verify: bool,
-             ca_bundle: str | None, retries: int, backoff: float) -> requests.Session:
+class _Session(requests.Session):
+    """A Session whose ``verify`` wins: requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` replace a
+    session's ``verify`` unless it is passed with each request, so it is passed with each request."""
+
+    def request(self, method, url, **kwargs):
+        kwargs.setdefault("verify", self.verify)
+        return super().request(method, url, **kwargs)
+
+
+def _session(credentials: Credentials, verify: bool, ca_bundle: str | None, retries: int,
+             backoff: float) -> requests.Session:
     """A requests Session with auth, TLS settings and retries on 5xx / connection errors."""
-    if token and user:
-        raise PacsError("give either a user/password or a bearer token, not both")
-    session = requests.Session()
-    if user:
-        session.auth = (user, password or "")
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
+    session = _Session()
+    if credentials.token:
+        session.headers["Authorization"] = f"Bearer {credentials.token}"
+    elif credentials.user:
+        session.auth = (credentials.user, credentials.password or "")
     session.verify = ca_bundle if (verify and ca_bundle) else verify
     # STOW of an SR is idempotent (same SOP Instance UID), so POST may be retried too.
     retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=backoff,
@@ -55,18 +65,25 @@ def _session(user: str | None, password: str | None, token: str | None, verify: 
 class DicomwebPacs:
     """A PACS reached over DICOMweb (QIDO-RS, WADO-RS, STOW-RS) with clear errors.
 
-    ``url`` is the DICOMweb root (e.g. ``http://pacs:8042/dicom-web``). Auth: HTTP basic
-    (``user``/``password``) or a bearer ``token``. ``verify=False`` skips TLS checks; ``ca_bundle``
-    is a PEM file of trusted CAs. ``timeout`` (s) applies to each request; ``retries`` with
-    exponential ``backoff`` (s) cover 5xx answers and connection errors.
+    ``url`` is the DICOMweb root (e.g. ``https://pacs/dicom-web``). Auth: HTTP basic
+    (``user``/``password``) or a bearer ``token``, else from the environment, ``secrets_file`` or
+    netrc (:func:`multimodal.security.secrets.resolve_credentials`); refused over plain ``http://``
+    unless ``allow_http_auth``. ``verify=False`` skips TLS checks (with a loud warning); ``ca_bundle``
+    is a PEM file of trusted CAs; both win over ``REQUESTS_CA_BUNDLE``. ``timeout`` (s) applies to
+    each request; ``retries`` with exponential ``backoff`` (s) cover 5xx answers and connection errors.
     """
 
     def __init__(self, url: str, user: str | None = None, password: str | None = None, token: str | None = None,
                  verify: bool = True, ca_bundle: str | None = None, timeout: float = 30.0, retries: int = 3,
-                 backoff: float = 0.5):
+                 backoff: float = 0.5, secrets_file: str | Path | None = None, allow_http_auth: bool = False):
         self.url = url.rstrip("/")
         self.timeout = timeout
-        session = _session(user, password, token, verify, ca_bundle, retries, backoff)
+        credentials = resolve_credentials(self.url, user, password, token, secrets_file)
+        check_transport(self.url, credentials, allow_http_auth)
+        if not verify:
+            log.warning("TLS VERIFICATION IS OFF for %s (--insecure): anyone on the network path can read and "
+                        "change what is sent, credentials included; use --ca-bundle instead", self.url)
+        session = _session(credentials, verify, ca_bundle, retries, backoff)
         try:
             self.client = DICOMwebClient(self.url, session=session, timeout=timeout)
         except ValueError as err:
@@ -87,7 +104,8 @@ class DicomwebPacs:
             detail = err.response.text[:300] if err.response is not None else ""
             raise PacsError(f"{self.url}: HTTP {code} while trying to {action}: {detail}") from err
         except requests.exceptions.SSLError as err:
-            raise PacsError(f"{self.url}: TLS verification failed ({err}); pass --ca-bundle or --insecure") from err
+            raise PacsError(f"{self.url}: TLS verification failed: {explain_certificate_error(err)}; "
+                            "pass --ca-bundle with the PACS's CA") from err
         except requests.Timeout as err:
             raise PacsError(f"{self.url}: no answer within {self.timeout:g} s while trying to {action}") from err
         except (requests.ConnectionError, requests.exceptions.RetryError) as err:
@@ -186,8 +204,11 @@ def score_study(pacs: DicomwebPacs, study_uid: str, scorer: StudyScorer,
     datasets = pacs.retrieve(study_uid, modalities)
     if not datasets:
         return {"study": study_uid, "status": "empty"}
+    audit.record("read", study_uid, scorer.model, detail={"peer": pacs.url, "instances": len(datasets)})
     scored = scorer(datasets)
+    audit.record("score", study_uid, scorer.model)
     pacs.store(scored.sr)
+    audit.record("send", study_uid, scorer.model, detail={"peer": pacs.url})
     return {"study": study_uid, "status": "scored", "sr": str(scored.sr.SOPInstanceUID),
             "instances": scored.accounting(datasets)}
 
@@ -195,12 +216,13 @@ def score_study(pacs: DicomwebPacs, study_uid: str, scorer: StudyScorer,
 def score_pacs(url: str, model_dir: str | Path | None = None, studies: Sequence[str] | None = None,
                since: str | None = None, modality: str = "DX,CR", user: str | None = None,
                password: str | None = None, token: str | None = None, verify: bool = True,
-               ca_bundle: str | None = None, timeout: float = 30.0,
-               scorer: StudyScorer | None = None) -> dict:
+               ca_bundle: str | None = None, timeout: float = 30.0, secrets_file: str | Path | None = None,
+               allow_http_auth: bool = False, scorer: StudyScorer | None = None) -> dict:
     """Score the PACS's studies that have no SR from this model yet and store one SR for each.
 
     ``studies`` (StudyInstanceUIDs) or ``since`` (``YYYYMMDD``) choose the studies; ``modality`` is
-    a comma-separated list (CR, DX). ``scorer`` replaces the default ``load_scorer(model_dir)``.
+    a comma-separated list (CR, DX). Credentials and TLS: see :class:`DicomwebPacs`. ``scorer``
+    replaces the default ``load_scorer(model_dir)``.
     A study whose images cannot be read is recorded as failed and the loop goes on; a PACS that
     cannot be reached or refuses the credentials raises PacsError before anything is written.
 
@@ -210,7 +232,7 @@ def score_pacs(url: str, model_dir: str | Path | None = None, studies: Sequence[
         raise ConfigError("since", f"expected a date YYYYMMDD, got {since!r}")
     modalities = tuple(m.strip().upper() for m in modality.split(",") if m.strip())
     pacs = DicomwebPacs(url, user=user, password=password, token=token, verify=verify, ca_bundle=ca_bundle,
-                        timeout=timeout)
+                        timeout=timeout, secrets_file=secrets_file, allow_http_auth=allow_http_auth)
     uids = list(studies) if studies else pacs.find_studies(since=since, modalities=modalities)
     if scorer is None:
         if model_dir is None:
@@ -224,6 +246,7 @@ def score_pacs(url: str, model_dir: str | Path | None = None, studies: Sequence[
             raise
         except MmdxError as err:
             log.warning("study %s failed: %s", uid, err)
+            audit.record("score", uid, scorer.model, outcome="failure", detail={"peer": url})
             rows.append({"study": uid, "status": "failed", "reason": str(err)})
         log.info("study %s: %s", uid, rows[-1]["status"])
     count = {status: sum(r["status"] == status for r in rows) for status in ("scored", "skipped", "failed")}

@@ -17,6 +17,7 @@ with status A700 (out of resources) so that the sender retries later.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -42,6 +43,10 @@ from pynetdicom.sop_class import (
 )
 
 from multimodal.pacs import PacsError
+from multimodal.pacs.access import AccessPolicy
+from multimodal.security import audit
+from multimodal.security.tls import TlsConfig, explain_certificate_error
+from preprocessing.crypto import Keyring, read_file, seal_file
 from multimodal.pacs.scoring import scored_study
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,7 @@ STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+ORIGIN = "calling-aet.txt"  # in a spooled study's folder: the AE title that sent it
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,9 @@ class Destination:
 
 
 def c_store(datasets: Sequence[Dataset], destination: Destination, calling_aet: str = "MMDX",
-            timeout: float = 30.0) -> None:
-    """Send instances to ``destination`` over one association; raises PacsError unless all succeed."""
+            timeout: float = 30.0, tls: TlsConfig | None = None) -> None:
+    """Send instances to ``destination`` over one association (TLS when ``tls`` is given); raises
+    PacsError unless all succeed."""
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     # One context per (class, transfer syntax): the peer must accept each instance as it is encoded.
@@ -86,9 +93,12 @@ def c_store(datasets: Sequence[Dataset], destination: Destination, calling_aet: 
                    if str(ds.SOPClassUID) == sop_class and "TransferSyntaxUID" in getattr(ds, "file_meta", {})}
         for syntax in sorted(syntaxes | encoded):
             ae.add_requested_context(sop_class, syntax)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.aet)
+    context = tls.client_context() if tls else None
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.aet,
+                         tls_args=(context, destination.host) if context else None)
     if not assoc.is_established:
-        raise PacsError(f"{destination}: association rejected or peer unreachable")
+        raise PacsError(f"{destination}: " + (_tls_failure(destination, context, timeout) if context and not
+                                              assoc.is_rejected else "association rejected or peer unreachable"))
     try:
         for ds in datasets:
             status = assoc.send_c_store(ds)
@@ -98,6 +108,22 @@ def c_store(datasets: Sequence[Dataset], destination: Destination, calling_aet: 
                 raise PacsError(f"{destination}: C-STORE of {ds.SOPInstanceUID} failed: {reason}")
     finally:
         assoc.release()
+
+
+def _tls_failure(destination: Destination, context, timeout: float) -> str:
+    """Why a TLS association failed, from a handshake of our own (pynetdicom only logs it)."""
+    import socket
+    import ssl
+
+    try:
+        with socket.create_connection((destination.host, destination.port), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=destination.host) as tls_socket:
+            tls_socket.recv(1)  # TLS 1.3 reports a refused client certificate on the first read
+    except (ssl.SSLError, ssl.CertificateError) as err:
+        return explain_certificate_error(err)
+    except OSError as err:
+        return f"peer unreachable ({err})"
+    return "association rejected or aborted after the TLS handshake"
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -121,13 +147,16 @@ class Listener:
 
     ``scorer`` maps a study's datasets to the SR to send (``multimodal.pacs.scoring.load_scorer``
     builds one from a model). ``send_to`` is a Destination or ``AET@host:port`` (None: the SR is
-    only kept in the spool). ``allowed_aets`` lists the calling AE titles accepted (None: any).
-    ``quiet_period`` is in seconds.
+    only kept in the spool). ``allowed_aets`` (``AET`` or ``AET:store``) and ``allowed_networks``
+    (CIDR) say who may call (:class:`multimodal.pacs.access.AccessPolicy`; None: anyone, on a
+    loopback bind only). ``tls`` secures both the listener and the C-STORE of SRs. With a key file
+    (``MMDX_KEY_FILE``) the spool and the SRs kept in it are encrypted. ``quiet_period`` is in seconds.
     """
 
     def __init__(self, scorer: Callable[[list[Dataset]], Dataset], spool: str | Path, aet: str = "MMDX",
                  port: int = 11112, host: str = "127.0.0.1", send_to: Destination | str | None = None,
-                 allowed_aets: Sequence[str] | None = None, quiet_period: float = 5.0, max_queue: int = 64):
+                 allowed_aets: Sequence[str] | None = None, quiet_period: float = 5.0, max_queue: int = 64,
+                 allowed_networks: Sequence[str] | None = None, tls: TlsConfig | None = None):
         if max_queue < 1:
             raise PacsError(f"max_queue must be at least 1, got {max_queue}")
         self.scorer = scorer
@@ -136,7 +165,10 @@ class Listener:
             self.spool / name for name in ("incoming", "done", "failed", "skipped"))
         self.aet, self.host, self.port = aet, host, port
         self.send_to = Destination.parse(send_to) if isinstance(send_to, str) else send_to
-        self.allowed_aets = list(allowed_aets) if allowed_aets else []
+        self.policy = AccessPolicy.parse(allowed_aets, allowed_networks)
+        self.policy.check_bind(host)
+        self.tls = tls
+        self.keyring = Keyring.from_env()
         self.quiet_period = quiet_period
         self.max_queue = max_queue
         self._queue: queue.Queue[str] = queue.Queue(maxsize=max_queue)
@@ -148,6 +180,28 @@ class Listener:
         self._server = None
 
     # -- receiving ---------------------------------------------------------------------------
+    def _on_requested(self, event) -> None:
+        rq = event.assoc.requestor
+        reason = self.policy.refusal(rq.primitive.calling_ae_title, rq.primitive.called_ae_title, self.aet,
+                                     rq.address)
+        if reason:
+            log.warning("refused association from %s at %s: %s", rq.primitive.calling_ae_title.strip(), rq.address,
+                        reason)
+            # Permanent rejection by the service user; 0x07 / 0x03: called / calling AE not recognised.
+            event.assoc.acse.send_reject(0x01, 0x01, 0x07 if reason.startswith("called") else 0x03)
+
+    def _accept_tls(self) -> tuple:
+        """pynetdicom's TLS accept, logging a refused handshake with the peer and the reason."""
+        import ssl
+
+        client, address = self._server.socket.accept()
+        try:
+            return self._server.ssl_context.wrap_socket(client, server_side=True), address
+        except (ssl.SSLError, OSError) as err:
+            client.close()
+            log.warning("refused TLS connection from %s: %s", address[0], explain_certificate_error(err))
+            raise
+
     def _on_store(self, event) -> int:
         try:
             study_uid = str(event.dataset.StudyInstanceUID)
@@ -162,7 +216,11 @@ class Listener:
                 log.warning("refusing study %s: %d studies already wait for scoring", study_uid, pending)
                 return STATUS_OUT_OF_RESOURCES
         try:
-            _write_atomic(self.incoming / study_uid / f"{sop_uid}.dcm", event.encoded_dataset())
+            data = event.encoded_dataset()
+            data = self.keyring.encrypt(data) if self.keyring else data
+            _write_atomic(self.incoming / study_uid / f"{sop_uid}.dcm", data)
+            if not (self.incoming / study_uid / ORIGIN).exists():
+                _write_atomic(self.incoming / study_uid / ORIGIN, event.assoc.requestor.ae_title.strip().encode())
         except OSError as err:
             log.error("cannot spool %s of study %s: %s", sop_uid, study_uid, err)
             return STATUS_OUT_OF_RESOURCES
@@ -214,18 +272,26 @@ class Listener:
         files = sorted(self.incoming.joinpath(uid).glob("*.dcm"))
         if not files:
             return
+        origin_file = self.incoming / uid / ORIGIN
+        origin = origin_file.read_text() if origin_file.exists() else None
+        model = getattr(self.scorer, "model", None)
         try:
-            datasets = [pydicom.dcmread(f) for f in files]
+            datasets = [pydicom.dcmread(io.BytesIO(read_file(f, self.keyring))) for f in files]
+            audit.record("receive", uid, model, actor=origin, detail={"instances": len(files)})
             scored = scored_study(self.scorer(datasets))
             sr = scored.sr
             by_uid = scored.accounting(datasets)
         except Exception as err:  # noqa: BLE001 (one bad study must not stop the worker thread)
             log.error("study %s could not be scored: %s", uid, err)
+            audit.record("score", uid, model, outcome="failure", actor=origin)
             self._move(uid, files, self.failed, note=f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
             return
-        if self.send_to is not None:
+        audit.record("score", uid, model, actor=origin)
+        send = self.send_to is not None and self.policy.may_receive_results(origin)
+        if send:
             try:
-                c_store([sr], self.send_to, calling_aet=self.aet)
+                c_store([sr], self.send_to, calling_aet=self.aet, tls=self.tls)
+                audit.record("send", uid, model, actor=self.aet, detail={"peer": str(self.send_to)})
             except PacsError as err:
                 # Keep the study in incoming and try again after another quiet period.
                 log.error("study %s: SR not sent, will retry: %s", uid, err)
@@ -237,9 +303,11 @@ class Listener:
         left = {status: [f for f, a in accounting.items() if a["status"] == status] for status in ("skipped", "failed")}
         log.info("study %s scored: used %d of %d instances (%s), skipped %d, failed %d; SR %s sent to %s", uid,
                  len(used), len(files), ", ".join(used), len(left["skipped"]), len(left["failed"]),
-                 sr.SOPInstanceUID, self.send_to or "nobody")
+                 sr.SOPInstanceUID, self.send_to if send else "nobody")
         (self.done / uid).mkdir(parents=True, exist_ok=True)
-        sr.save_as(self.done / uid / f"sr-{sr.SOPInstanceUID}.dcm", enforce_file_format=True)
+        sr_path = self.done / uid / f"sr-{sr.SOPInstanceUID}.dcm"
+        sr.save_as(sr_path, enforce_file_format=True)
+        seal_file(sr_path, self.keyring)
         (self.done / uid / "accounting.jsonl").write_text(
             "".join(json.dumps({"file": f.name, **a}) + "\n" for f, a in accounting.items()))
         self._move(uid, left["skipped"], self.skipped)
@@ -256,6 +324,9 @@ class Listener:
             (target / "error.txt").write_text(note)
         for f in files:
             os.replace(f, target / f.name)
+        origin = self.incoming / uid / ORIGIN
+        if origin.exists() and not any(origin.parent.glob("*.dcm")):
+            os.replace(origin, target / ORIGIN)
         try:
             (self.incoming / uid).rmdir()
         except OSError:
@@ -271,7 +342,6 @@ class Listener:
         for sop_class in ACCEPTED_SOP_CLASSES:
             ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        ae.require_calling_aet = self.allowed_aets
         self._stop.clear()
         self._threads = [threading.Thread(target=f, name=f"mmdx-listener-{f.__name__}", daemon=True)
                          for f in (self._schedule, self._work)]
@@ -279,11 +349,16 @@ class Listener:
             t.start()
         try:
             self._server = ae.start_server((self.host, self.port), block=False,
-                                           evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+                                           ssl_context=self.tls.server_context() if self.tls else None,
+                                           evt_handlers=[(evt.EVT_REQUESTED, self._on_requested),
+                                                         (evt.EVT_C_STORE, self._on_store)])
         except OSError as err:
             self.stop()
             raise PacsError(f"cannot listen on {self.host}:{self.port}: {err}") from err
-        log.info("listening as %s on %s:%d; spool %s", self.aet, self.host, self.port, self.spool)
+        if self.tls:
+            self._server.get_request = self._accept_tls  # pynetdicom drops failed handshakes without a word
+        log.info("listening as %s on %s:%d%s; spool %s%s", self.aet, self.host, self.port, " (TLS)" if self.tls else "",
+                 self.spool, " (encrypted)" if self.keyring else "")
         return self
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -315,14 +390,20 @@ class Listener:
 
 def listen(model_dir: str | Path, aet: str = "MMDX", port: int = 11112, host: str = "127.0.0.1",
            send_to: str | None = None, spool: str | Path = "mmdx-spool", allowed_aets: Sequence[str] | None = None,
-           quiet_period: float = 5.0, max_queue: int = 64) -> None:
-    """Run a Listener with the model at ``model_dir`` until SIGTERM or SIGINT (``mmdx listen``)."""
+           quiet_period: float = 5.0, max_queue: int = 64, allowed_networks: Sequence[str] | None = None,
+           tls_cert: str | None = None, tls_key: str | None = None, tls_ca: str | None = None,
+           tls_require_client_cert: bool = True) -> None:
+    """Run a Listener with the model at ``model_dir`` until SIGTERM or SIGINT (``mmdx listen``).
+
+    TLS is on when ``tls_cert`` and ``tls_key`` are given (``tls_ca`` verifies peers)."""
     from multimodal.pacs.scoring import load_scorer
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     listener = Listener(load_scorer(model_dir), spool, aet=aet, port=port, host=host, send_to=send_to,
-                        allowed_aets=allowed_aets, quiet_period=quiet_period, max_queue=max_queue)
+                        allowed_aets=allowed_aets, quiet_period=quiet_period, max_queue=max_queue,
+                        allowed_networks=allowed_networks,
+                        tls=TlsConfig(tls_cert, tls_key, tls_ca, tls_require_client_cert) if tls_cert else None)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -3,6 +3,11 @@
 Nothing is installed here: the Debian packages ``orthanc`` and ``orthanc-dicomweb`` must already be
 present (``make setup`` installs them). Orthanc runs from a temporary folder that holds its config,
 index and storage, on the ports given (or free ones), and is stopped by PID.
+
+TLS: ``dicom_tls`` turns on Orthanc's DICOM TLS (``DicomTlsEnabled``; it then also calls the
+``modalities`` over TLS). ``https`` puts ``socat`` (Debian package ``socat``) in front of the plain
+HTTP port as a TLS terminator, the way hospitals front Orthanc with nginx: Debian's Orthanc 1.10.1
+crashes on the first handshake with its own ``SslEnabled``.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from pathlib import Path
 import requests
 
 from multimodal.pacs import PacsError
+from multimodal.security.tls import TlsConfig
 
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+SOCAT_BINARY = Path("/usr/bin/socat")
 
 
 def missing_orthanc() -> str | None:
@@ -56,7 +63,11 @@ class LocalOrthanc:
     dicom_port: int = field(default_factory=free_port)
     modalities: dict[str, tuple[str, int]] = field(default_factory=dict)
     workdir: Path | None = None
+    dicom_tls: TlsConfig | None = None
+    https: TlsConfig | None = None
+    https_port: int = field(default_factory=free_port)
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _terminator: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
 
     @property
@@ -66,8 +77,9 @@ class LocalOrthanc:
 
     @property
     def dicomweb_url(self) -> str:
-        """The DICOMweb root, e.g. ``http://127.0.0.1:8042/dicom-web``."""
-        return f"{self.url}/dicom-web"
+        """The DICOMweb root, e.g. ``http://127.0.0.1:8042/dicom-web`` (``https://localhost:PORT/...``
+        behind the TLS terminator)."""
+        return f"https://localhost:{self.https_port}/dicom-web" if self.https else f"{self.url}/dicom-web"
 
     @property
     def auth(self) -> tuple[str, str]:
@@ -86,14 +98,18 @@ class LocalOrthanc:
             "AuthenticationEnabled": True,
             "RegisteredUsers": {self.user: self.password},
             "Plugins": [str(DICOMWEB_PLUGIN)],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-            "DicomModalities": {aet: [aet, host, port] for aet, (host, port) in self.modalities.items()},
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Ssl": self.https is not None},
+            "DicomModalities": {aet: {"AET": aet, "Host": host, "Port": port, "UseDicomTls": self.dicom_tls is not None}
+                                for aet, (host, port) in self.modalities.items()},
             "DicomAlwaysAllowEcho": True,
             "DicomAlwaysAllowStore": True,
             "DicomScuTimeout": 10,
             "SaveJobs": False,
             # Quicker close of outgoing associations, so tests do not wait on idle ones.
             "DicomAssociationCloseDelay": 0,
+            **({"DicomTlsEnabled": True, "DicomTlsCertificate": str(self.dicom_tls.cert),
+                "DicomTlsPrivateKey": str(self.dicom_tls.key), "DicomTlsTrustedCertificates": str(self.dicom_tls.ca),
+                "DicomTlsRemoteCertificateRequired": self.dicom_tls.require_client_cert} if self.dicom_tls else {}),
         }
 
     def start(self, timeout: float = 20.0) -> LocalOrthanc:
@@ -101,6 +117,8 @@ class LocalOrthanc:
         reason = missing_orthanc()
         if reason:
             raise PacsError(reason)
+        if self.https and not SOCAT_BINARY.is_file():
+            raise PacsError(f"HTTPS needs socat as TLS terminator ({SOCAT_BINARY} is missing; `make setup` installs it)")
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="mmdx-orthanc-")
             self.workdir = Path(self._tmp.name)
@@ -118,23 +136,42 @@ class LocalOrthanc:
                                 f"see {self.workdir / 'orthanc.log'}")
             try:
                 if requests.get(f"{self.url}/system", auth=self.auth, timeout=1).ok:
-                    return self
+                    return self._start_terminator()
             except requests.ConnectionError:
                 pass
             time.sleep(0.05)
         self.stop()
         raise PacsError(f"Orthanc did not answer GET {self.url}/system within {timeout:.0f} s")
 
+    def _start_terminator(self) -> LocalOrthanc:
+        """socat: TLS on ``https_port`` (loopback), plain HTTP to Orthanc behind it."""
+        if not self.https:
+            return self
+        listen = (f"OPENSSL-LISTEN:{self.https_port},bind=127.0.0.1,fork,reuseaddr,verify=0,"
+                  f"cert={self.https.cert},key={self.https.key}")
+        self._terminator = subprocess.Popen([str(SOCAT_BINARY), listen, f"TCP:127.0.0.1:{self.http_port}"],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.https_port)) == 0:
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise PacsError(f"the TLS terminator did not listen on port {self.https_port}")
+
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM Orthanc by PID and wait for it to exit (SIGKILL after ``timeout`` seconds)."""
-        if self._process is not None and self._process.poll() is None:
-            os.kill(self._process.pid, signal.SIGTERM)
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self._process.pid, signal.SIGKILL)
-                self._process.wait()
-        self._process = None
+        """SIGTERM Orthanc (and the TLS terminator) by PID and wait for them to exit (SIGKILL after
+        ``timeout`` seconds)."""
+        for process in (self._terminator, self._process):
+            if process is not None and process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    os.kill(process.pid, signal.SIGKILL)
+                    process.wait()
+        self._process = self._terminator = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -58,6 +58,12 @@ class StudyScorer:
     score: Callable[[list[Dataset]], Dataset | ScoredStudy]
     algorithm_name: str
     algorithm_version: str
+    model_sha256: str = ""
+
+    @property
+    def model(self) -> dict[str, str]:
+        """The model's identity for the audit trail: name, version, weights SHA-256."""
+        return {"name": self.algorithm_name, "version": self.algorithm_version, "sha256": self.model_sha256}
 
     def __call__(self, datasets: list[Dataset]) -> ScoredStudy:
         return scored_study(self.score(datasets))
@@ -86,7 +92,7 @@ def load_scorer(model_dir: str | Path, device: str | None = None, precision: str
         used = [sr_header(by_uid[s.sop_instance_uid]) for s in result.sources]  # in slot order, frontal first
         return ScoredStudy(to_structured_report(result, used), result)
 
-    return StudyScorer(score, predictor.model_name, predictor.model_version)
+    return StudyScorer(score, predictor.model_name, predictor.model_version, predictor.model_info.get("sha256", ""))
 
 
 def _content_items(items) -> Iterator[Dataset]:

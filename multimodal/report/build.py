@@ -23,6 +23,7 @@ their ``view``, the study's ``failed``/``skipped`` files) are shown when present
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import shutil
 from pathlib import Path
@@ -35,6 +36,7 @@ from multimodal.inference.results import SourceImage, read_jsonl, safe_file_stem
 from multimodal.report.evaluation import evaluation_context
 from multimodal.report.images import overlay_box, write_overlay, write_view
 from preprocessing.codes import observation_code
+from preprocessing.crypto import Keyring, read_file
 from preprocessing.errors import MmdxError
 
 PAGE_SIZE = 50
@@ -138,5 +140,6 @@ def _heatmaps(heat_dir: Path | None, study_id: str) -> tuple[list[str], Any] | N
     """(observation names, heat maps ``[D, h, w]``) of a study from ``mmdx score --heatmaps``, or None."""
     if heat_dir is None or not (heat_dir / f"{safe_file_stem(study_id)}.npz").is_file():
         return None
-    with np.load(heat_dir / f"{safe_file_stem(study_id)}.npz") as data:
+    # Heat maps written with a key file are encrypted: read_file decrypts them (MMDX_KEY_FILE).
+    with np.load(io.BytesIO(read_file(heat_dir / f"{safe_file_stem(study_id)}.npz", Keyring.from_env()))) as data:
         return [str(o) for o in data["observations"]], data["heatmaps"]

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from multimodal.data.manifest import load_manifest
 from multimodal.inference.sources import discover_studies
 from multimodal.models.configuration import MultimodalConfig
+from multimodal.security.signing import verify_directory
 from multimodal.training.config import TrainConfig, apply_overrides
 from multimodal.training.trainer import Progress, _save_state, resolve_precision
 from preprocessing.cache import PreprocessCache
@@ -272,6 +273,7 @@ def pretrain(images: list[str | Path], out: str | Path, config: str | Path | dic
     progress = Progress()
     accelerator.register_for_checkpointing(scheduler, progress)
     if resume:
+        verify_directory(run / "state")  # signed by _save_state; refuse what would be unpickled otherwise
         accelerator.load_state(str(run / "state"))
     if cfg.tensorboard:
         accelerator.init_trackers("tb", config={"lr": cfg.lr, "batch_size": cfg.batch_size,

@@ -35,7 +35,10 @@ from multimodal.evaluation.classification import point_metrics, tune_thresholds
 from multimodal.evaluation.figures import reliability_figure, roc_figure
 from multimodal.models.decoder_vocab import build_decoder_vocab
 from multimodal.precision import native_bf16
+from multimodal.models.model_card import ModelCard
 from multimodal.models.modeling import MultimodalModel
+from multimodal.security.signing import sign_directory, verify_directory
+from multimodal.training.card import training_card, with_validation_metrics
 from multimodal.training.config import OptimConfig, TrainConfig, load_train_config, save_train_config
 from multimodal.training.tracking import Tracking, check_installed
 from preprocessing.errors import ConfigError
@@ -157,12 +160,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, total_
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, observations: list[str]
-             ) -> tuple[dict[str, float], np.ndarray, dict[str, torch.Tensor]]:
+             ) -> tuple[dict[str, float], np.ndarray, dict[str, torch.Tensor], tuple[np.ndarray, ...]]:
     """Validation loss and classification metrics (all processes), tuned thresholds, a first batch.
 
-    Returns ``(metrics, thresholds [D], first)`` where ``first`` holds the first batch's
-    ``pixel_values``, ``heatmaps`` and ``probs`` for the tracker's pictures, and ``curves``: the
-    whole split's ``(probs, labels, label_mask)`` ``[N, D]`` for its ROC and reliability figures.
+    Returns ``(metrics, thresholds [D], first, (probs, labels, masks) [N, D])`` where ``first`` holds
+    the first batch's ``pixel_values``, ``heatmaps`` and ``probs`` for the tracker's pictures.
     """
     model.eval()
     losses, probs, labels, masks, first = [], [], [], [], {}
@@ -180,10 +182,9 @@ def validate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerato
     thresholds = tune_thresholds(probs_np, labels_np, masks_np)
     scores = point_metrics(probs_np, labels_np, masks_np, observations, thresholds)
     metrics = {"val_loss": float(torch.cat(losses).mean())}
-    first["curves"] = (probs_np, labels_np, masks_np)
     metrics.update({f"macro_{k}": v for k, v in scores["macro"].items() if v is not None})
     metrics.update({f"micro_{k}": v for k, v in scores["micro"].items() if v is not None})
-    return metrics, thresholds, first
+    return metrics, thresholds, first, (probs_np, labels_np, masks_np)
 
 
 def heatmap_grid(first: dict[str, torch.Tensor], n: int) -> torch.Tensor:
@@ -198,14 +199,15 @@ def heatmap_grid(first: dict[str, torch.Tensor], n: int) -> torch.Tensor:
     return rgb.clamp(0, 1)
 
 
-def _save_model(accelerator: Accelerator, model: torch.nn.Module, thresholds: np.ndarray, path: Path) -> None:
+def _save_model(accelerator: Accelerator, model: torch.nn.Module, thresholds: np.ndarray, path: Path,
+                card: ModelCard | None = None) -> None:
     """Main process: write ``path`` as a from_pretrained directory with the tuned thresholds."""
     if accelerator.is_main_process:
         inner = accelerator.unwrap_model(model)
         inner.config.thresholds = {name: float(t) for name, t in zip(inner.config.observations, thresholds)}
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        inner.save_pretrained(tmp)
+        inner.save_pretrained(tmp, card)
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
     accelerator.wait_for_everyone()
@@ -225,6 +227,7 @@ def _save_state(accelerator: Accelerator, run: Path) -> None:
         tied_weights_log.setLevel(level)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        sign_directory(tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     accelerator.wait_for_everyone()
@@ -273,8 +276,11 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     total = cfg.optim.max_steps or cfg.optim.epochs * steps_per_epoch
     scheduler = build_scheduler(optimizer, cfg.optim, total)
     progress = Progress()
+    val_records = split_records(cfg, cfg.data.val_split)
+    card = training_card(cfg, {cfg.data.train_split: train_records, cfg.data.val_split: val_records})
     accelerator.register_for_checkpointing(scheduler, progress)
     if resume:
+        verify_directory(run / "state")
         accelerator.load_state(str(run / "state"))
     tracking = Tracking(accelerator, cfg.logging.tracker, cfg.model_dump(mode="json"), run)
     eval_every, save_every = cfg.eval_every or steps_per_epoch, cfg.checkpoint_every or cfg.eval_every or steps_per_epoch
@@ -307,8 +313,11 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
                                  "lr/head": scheduler.get_last_lr()[0], "lr/encoder": scheduler.get_last_lr()[-1]},
                                 step=progress.step)
             if progress.step % eval_every == 0 or progress.step == total:
-                metrics, thresholds, first = validate(model, val_loader, accelerator, observations)
-                stop = _after_evaluation(accelerator, cfg, run, model, progress, metrics, thresholds, first, tracking)
+                metrics, thresholds, first, predictions = validate(model, val_loader, accelerator, observations)
+                card = with_validation_metrics(card, *predictions, observations, thresholds, cfg.data.val_split,
+                                               progress.step)
+                _track_validation(tracking, cfg, first, predictions, observations, progress.step)
+                stop = _after_evaluation(accelerator, cfg, run, model, progress, metrics, thresholds, card)
             if progress.step % save_every == 0 or progress.step == total or stop or progress.step == halt_at:
                 _save_state(accelerator, run)
             if stop or progress.step >= total or progress.step == halt_at:
@@ -323,27 +332,31 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
                        best_metrics=progress.best_metrics, stopped_early=stop)
 
 
+def _track_validation(tracking: Tracking, cfg: TrainConfig, first: dict[str, torch.Tensor],
+                      predictions: tuple[np.ndarray, ...], observations: list[str], step: int) -> None:
+    """Pictures of one validation for the tracker: heat-map samples, ROC and reliability figures."""
+    if tracking.active and cfg.logging.heatmap_images:
+        tracking.images("val/heatmaps", heatmap_grid(first, cfg.logging.heatmap_images), step)
+    if tracking.active and cfg.logging.figures:
+        tracking.figure("val/roc", roc_figure(*predictions, observations), step)
+        tracking.figure("val/reliability", reliability_figure(*predictions), step)
+
+
 def _after_evaluation(accelerator: Accelerator, cfg: TrainConfig, run: Path, model: torch.nn.Module,
                       progress: Progress, metrics: dict[str, float], thresholds: np.ndarray,
-                      first: dict[str, torch.Tensor], tracking: Tracking) -> bool:
+                      card: ModelCard) -> bool:
     """Log, write last (and best when improved), update early stopping; True when patience ran out."""
     es = cfg.early_stopping
     accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=progress.step)
-    if tracking.active and cfg.logging.heatmap_images:
-        tracking.images("val/heatmaps", heatmap_grid(first, cfg.logging.heatmap_images), progress.step)
-    if tracking.active and cfg.logging.figures:
-        observations, curves = list(accelerator.unwrap_model(model).config.observations), first["curves"]
-        tracking.figure("val/roc", roc_figure(*curves, observations), progress.step)
-        tracking.figure("val/reliability", reliability_figure(*curves), progress.step)
     if accelerator.is_main_process:
         with open(run / "history.jsonl", "a") as f:
             f.write(json.dumps({"step": progress.step, **metrics}) + "\n")
-    _save_model(accelerator, model, thresholds, run / "last")
+    _save_model(accelerator, model, thresholds, run / "last", card)
     value = metrics.get(es.metric)
     sign = 1 if es.maximize else -1
     if value is not None and (progress.best is None or sign * (value - progress.best) > es.min_delta):
         progress.best, progress.best_metrics, progress.bad_evals = value, dict(metrics), 0
-        _save_model(accelerator, model, thresholds, run / "best")
+        _save_model(accelerator, model, thresholds, run / "best", card)
     else:
         progress.bad_evals += 1
     return es.patience is not None and progress.bad_evals >= es.patience

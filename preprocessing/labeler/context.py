@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import bisect
 import re
+from pathlib import Path
+
+import yaml
 
 POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
 
@@ -26,122 +29,46 @@ _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz
 # "apex.There" also splits.
 _SENTENCE_END = re.compile(r"(?<!\d)(?<!\b[vV][sS])[.!?]+(?=\s|$|[A-Z])|(?<!\b[vV][sS])[.!?]+(?=\s)|\n\s*\n")
 
-# Words that open a new, separately graded finding ("no effusion and *mild* cardiomegaly").
-_NEW_FINDING = (r"(?:mild|mildly|moderate|moderately|severe|small|large|stable|persistent|new|minimal|trace|unchanged"
-                r"|increased|increasing|decreased|worsening|improved|improving)")
-_TERMINATOR = re.compile(
-    # "no definite pleural effusion seen, dense nodule in the left lung": the verb and comma close the
-    # negated phrase
-    r";|(?:(?<=seen)|(?<=identified)|(?<=noted)|(?<=demonstrated)|(?<=visualized)|(?<=evident)),"
-    r"|\b(?:but|however|although|though|whereas|while|which|yet|aside from|apart from|except(?: for)?"
-    r"|with the exception of|other than|otherwise|now"
-    r"|(?<!if\s)(?<!whether\s)there (?:is|are)|likely represents?"
-    rf"|and (?=(?:the|there|a|an|{_NEW_FINDING})\b))\b",
-)
-# "with" ends a negation ("no pneumothorax with small left effusion": the effusion is there) but not a
-# hedge ("may represent atelectasis with superimposed pneumonia": both are hedged), unless it opens a
-# separately graded finding or a negation ("possible pneumonia with mild / no effusion").
-_WITH = re.compile(rf"\b(?<!consistent\s)(?<!compatible\s)(?<!keeping\s)with\b(\s+(?:no|without|{_NEW_FINDING})\b)?")
-
-_PSEUDO = re.compile(
-    r"\b(?:no|without|not)\s+(?:significant\s+|interval\s+|appreciable\s+|substantial\s+|definite\s+)*"
-    # "no increase" negates nothing, "no increased density" negates the density
-    r"(?:change|increase(?!d)|decrease(?!d)|progression|worsening|improvement|only)\w*"
-    r"|\bnot\s+(?:necessarily|significantly\s+changed|changed)"
-    # A finding that has only partly gone is still there.
-    r"|\b(?:partially|partly|incompletely|nearly|almost|not\s+(?:completely|entirely|fully))\s+(?:completely\s+)?"
-    r"(?:resolved|resolving|cleared|clearing|removed)\b|\bpartial\s+(?:resolution|clearing|removal)"
-    r"|\bgram[\s-]negative\b|\bage[\s-]+indeterminate\b"
-    # A hedge made strong says "most likely", which reads as positive ("opacities most suggestive of
-    # atelectasis"); an "indeterminate nodule" is a nodule whose nature is not known.
-    r"|\b(?:most|strongly|highly)\s+suggestive\s+of\b"
-    r"|\bindeterminate(?=\s+(?:[\w.-]+\s+){0,3}?(?:opacit|densit|nodul|mass|lesion|round))",
-)
-
-_PRE_NEG = re.compile(
-    r"\b(?:no|not|without|negative\s+for|free\s+of|clear\s+of|absence\s+of|absent|resolved|resolution\s+of"
-    r"|removed|removal\s+of|clearing\s+of|no\s+longer|none|neither|nor|rather\s+than|instead\s+of"
-    # "lungs are clear airspace disease": "clear of" with the "of" dropped
-    r"|clear(?=\s+(?:focal\s+)?(?:air[\s-]?space|consolidation|infiltrat|opacit|effusion|pneumothorax)))\b",
-)
-_PRE_UNC = re.compile(
-    r"\b(?:may|maybe|perhaps|might|could|possibl[ey]|possibility|suggest\w*|suspect\w*"
-    r"|suspicious|suspicion\s+(?:for|of)|favou?r(?:s|ed|ing)?|concern(?:ing)?\s+(?:for|of)|question(?:able)?|questioned|equivocal|indeterminate"
-    r"|differential|cannot\s+(?:be\s+)?(?:exclude|excluded|rule[\s-]+out|ruled\s+out)"
-    r"|can\s*not\s+(?:exclude|rule[\s-]+out)|can't\s+(?:exclude|rule[\s-]+out)|not\s+(?:be\s+)?excluded|rule[\s-]+out|r/o"
-    r"|presumed|presumably|worrisome|evaluat\w*\s+(?:of|for)|assess\w*\s+(?:of|for)|to\s+(?:(?:completely|entirely|totally|definitely|fully)\s+)?(?:exclude|rule[\s-]+out)"
-    r"|correlat\w*\s+(?:clinically\s+)?for|clinical\s+correlation\s+for|(?:appropriate|right)\s+clinical\s+(?:setting|context)"
-    r"|(?:determine|assess|evaluate|see)\s+(?:if|whether)|alternatively|unlikely|less\s+likely)\b",
-)
-# Up to six words between a mention and its post-trigger ("nodule in the right lower lobe is not seen"),
-# so that a trigger at the far end of a long clause does not reach back to every mention in it.
-_FEW_WORDS = r"\W*(?:[\w-]+\W+){0,6}?"
-_POST_NEG = re.compile(
-    rf"^{_FEW_WORDS}(?:(?:is|are|was|were|has\s+been|have\s+been)\s+)?(?:not|no\s+longer)\s+(?:be\s+)?"
-    r"(?:(?:well|clearly|definitely|convincingly|definitively)[\s-]+)?"
-    r"(?:seen|identified|present|visualized|visualised|evident|demonstrated|appreciated|noted|detected"
-    r"|apparent|visible)\b(?!\s+(?:previously|before|earlier|on\s+(?:the\s+)?(?:prior|previous)))"
-    # "have resolved" ends a list of gone findings, however long ("consolidation, atelectasis and ... have cleared").
-    r"|^[^;]*?\b(?:(?:has|have)\s+(?:since\s+)?(?:been\s+)?)(?:resolved|cleared|removed)\b"
-    r"|^\s*(?:(?:is|are|was|were)\s+)?(?:resolved|absent|removed|cleared)\b"
-    r"|^\s*(?:appears?|is|are|remains?|seems?)\s+(?:\w+\s+)?(?:within\s+(?:the\s+)?(?:normal\s+)?limits|normal)\b",
-)
-# Words that link an image finding to its interpretation ("opacity, compatible with pneumonia in the
-# appropriate clinical setting"): a post-trigger after them qualifies the interpretation, not the finding.
-_INTERPRETATION = re.compile(
-    r"\b(?:consistent\s+with|compatible\s+with|in\s+keeping\s+with|suggestive\s+of|suggesting|representing"
-    r"|concerning\s+for|suspicious\s+for|due\s+to|secondary\s+to|reflecting)\b"
-)
-_POST_UNC = re.compile(
-    r"^[^;]*?\b(?:cannot\s+be|can\s*not\s+be|can't\s+be|not\s+be|is\s+not|are\s+not|not)\s+"
-    r"(?:entirely\s+|completely\s+|totally\s+|definitely\s+)?(?:excluded|ruled\s+out|exclude)\b"
-    r"|^[^;]*?\b(?:is|are)\s+(?:suspected|questioned|possible|likely|not\s+excluded|favored)\b"
-    # "unlikely" / "less likely" hedge (CheXpert: "less likely" is uncertain); what cannot be assessed is
-    # not known either way
-    rf"|^{_FEW_WORDS}(?:(?:is|are|appears?|seems?)\s+)?(?:felt\s+to\s+be\s+)?(?:very\s+)?(?:unlikely|less\s+likely)\b"
-    rf"|^{_FEW_WORDS}(?:(?:cannot|can\s*not|can't)\s+be|(?:is|are)\s+(?:not\s+well|poorly|incompletely|difficult\s+to))\s+"
-    r"(?:well\s+|adequately\s+|fully\s+)?(?:assess|assessed|evaluate|evaluated)\b"
-    rf"|^{_FEW_WORDS}in\s+the\s+(?:appropriate|right|proper)\s+clinical\s+(?:setting|context)"
-    rf"|^{_FEW_WORDS}(?:is|are)\s+(?:also\s+)?(?:in\s+the\s+differential|(?:another|a|also\s+a)\s+(?:consideration|possibility))\b"
-    r"|^\s*\?",
-)
-# "X versus Y" as a hedge (CheXpert's reading; ``Sentences(versus="uncertain")``): before the mention
-# ("atelectasis versus *pneumonia*") or within two words after it ("*atelectasis* versus scarring").
-_VERSUS_PRE = re.compile(r"\b(?:vs\.?|versus)\b")
-_VERSUS_POST = re.compile(r"^\s*(?:[\w-]+\s+){0,2}?(?:vs\.?|versus)\s+(?=\w)")
+TRIGGERS_FILE = Path(__file__).with_name("phrases") / "context.yaml"
 VERSUS_READINGS = ("both", "uncertain")
 
 
-# Both matched at sentence starts. A sentence that opens with "if" states no finding ("If there is
-# concern for fracture, consider rib views").
-_HYPOTHETICAL = re.compile(r"\s*(?:\d+\.\s*)?if\b")
-# A section header of another body part ("Left knee:", "2. Pelvis.", or "Pelvis and left hip There is"
-# without punctuation but followed by a capital) starts text about that part, up to the next "Chest."
-# header; the thoracic spine, ribs and clavicles are seen on the chest radiograph. Matched on the
-# original text (the capital matters), ignoring case elsewhere.
-_SECTION = re.compile(
-    r"\s*(?:\d+\.\s*)?(?:the\s+)?(?:(?:right|left|bilateral)\s+)?"
-    r"(chest|pelvis|hips?|knees?|ankles?|shoulders?|elbows?|wrists?|hands?|feet|foot|femurs?|tibias?|humerus|skull|sacrum"
-    r"|(?:lumbar|lumbosacral|cervical)\s+spine|abdomen)"
-    r"(?:\s+and\s+(?:(?:right|left)\s+)?\w+)?(?:\s*[.:]|\s+(?-i:[A-Z]))",
-    re.IGNORECASE,
-)
-# "history of" followed by the mention within a few words and no punctuation. "Status post" is not
-# here: it names procedures, and what they leave (devices, healed fractures) is still seen.
-_HISTORY = re.compile(r"\b(?:history\s+of|h/o|hx\s+of)\s+(?:[\w/'-]+\s+){0,5}$")
+def _load_triggers(path: Path) -> dict[str, re.Pattern[str]]:
+    """The trigger regexes of ``path``, compiled, by role (see the file's header)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    macros = data["macros"]
+    out = {}
+    for role, entry in data["triggers"].items():
+        body = "|".join(re.sub(r"\$\{(\w+)\}", lambda m: macros[m.group(1)], alt) for alt in entry["any"])
+        flags = 0
+        for flag in entry.get("flags", ()):
+            flags |= getattr(re, flag)
+        out[role] = re.compile(rf"\b(?:{body})\b" if entry.get("words") else body, flags)
+    return out
+
+
+_T = _load_triggers(TRIGGERS_FILE)
+_TERMINATOR, _WITH, _PSEUDO = _T["terminator"], _T["with"], _T["pseudo"]
+_PRE_NEG, _PRE_UNC, _POST_NEG, _POST_UNC = _T["pre_neg"], _T["pre_unc"], _T["post_neg"], _T["post_unc"]
+_INTERPRETATION, _HISTORY = _T["interpretation"], _T["history"]
+_VERSUS_PRE, _VERSUS_POST = _T["versus_pre"], _T["versus_post"]
+_ALTERNATIVE_PRE, _ALTERNATIVE_POST = _T["alternative_pre"], _T["alternative_post"]
+_HYPOTHETICAL, _SECTION = _T["hypothetical"], _T["section"]
 
 
 class Sentences:
     """Sentence and clause boundaries of one text (character offsets); ``low`` is the text ASCII-lowered.
 
     ``versus``: how "X versus Y" reads: "both" (each side as stated, as the IU coders code it) or
-    "uncertain" (both sides -1, as CheXpert reads it).
+    "uncertain" (both sides -1, as CheXpert reads it). ``alternatives``: "X or Y" and "X/Y" hedge both
+    sides (CheXpert) or read as stated (IU coders).
     """
 
-    def __init__(self, text: str, versus: str = "both"):
+    def __init__(self, text: str, versus: str = "both", alternatives: bool = False):
         if versus not in VERSUS_READINGS:
             raise ValueError(f"versus: expected one of {VERSUS_READINGS}, got {versus!r}")
         self.versus_hedges = versus == "uncertain"
+        self.alternatives = alternatives
         self.low = text.translate(_LOWER)
         ends = [m.end() for m in _SENTENCE_END.finditer(text)]  # the original: "apex.There" needs case
         self.starts = [0] + [e for e in ends if e < len(text)]
@@ -188,12 +115,12 @@ class Sentences:
     def _is_pseudo(self, start: int, end: int) -> bool:
         return any(s <= start and end <= e for s, e in self._pseudo)
 
-    def classify(self, start: int, end: int, head_start: int, left_limit: int = 0) -> int:
+    def classify(self, start: int, end: int, head_start: int, left_limit: int = 0, alternatives: bool = True) -> int:
         """Value of the mention ``[start, end)``: POSITIVE, NEGATIVE or UNCERTAIN.
 
         ``head_start`` is where the mention's last word begins, so that a trigger inside a longer
         mention ("heart is *not* enlarged") counts as preceding it. Pre-triggers before ``left_limit``
-        do not count.
+        do not count. ``alternatives=False`` keeps "X or Y" from hedging this mention.
         """
         left, right = self.clause_span(start, end)
         left = max(left, left_limit)
@@ -220,4 +147,6 @@ class Sentences:
         # "versus" after the mention hedges it like a pre-trigger: a negation still wins ("no
         # effusion versus thickening").
         versus_after = self.versus_hedges and _VERSUS_POST.search(after)
-        return UNCERTAIN if uncertain or versus_after else POSITIVE
+        alternative = self.alternatives and alternatives and (_ALTERNATIVE_PRE.search(self.low, hedge_left, head_start)
+                                             or _ALTERNATIVE_POST.search(after))
+        return UNCERTAIN if uncertain or versus_after or alternative else POSITIVE

@@ -3,7 +3,7 @@
 A location is parsed into *sides* (right / left) and *levels* (upper / middle / lower) plus a few
 named places (lingula, right middle lobe, retrocardiac, cardiac, mediastinum); :func:`resolve_zones`
 turns that into names from :data:`preprocessing.vocab.ZONES`. The IU code mapping
-(:mod:`preprocessing.iu_codes`) uses the same resolver, so text and codes agree by construction.
+(`benchmarks/iu_codes.py`) uses the same resolver, so text and codes agree by construction.
 
 | phrase | zones |
 |---|---|

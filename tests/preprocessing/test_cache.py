@@ -75,3 +75,23 @@ def test_concurrent_writers_leave_one_valid_entry(tmp_path, dicom_file):
         assert all(pool.map(_store, [(root, dicom_file)] * 4))
     files = [p for p in root.rglob("*") if p.is_file()]
     assert len(files) == 1 and files[0].suffix == ".npz"  # no temporary files left behind
+
+
+def test_encrypted_cache_reads_back_the_same_and_detects_tampering(tmp_path, dicom_file):
+    from preprocessing.crypto import DecryptionError, Keyring, generate_key_file
+
+    generate_key_file(tmp_path / "key")
+    keyring = Keyring.load(tmp_path / "key")
+    clear = PreprocessCache(tmp_path / "clear", {"target_size": 64}).read_radiograph(dicom_file)
+    cache = PreprocessCache(tmp_path / "enc", {"target_size": 64}, keyring=keyring)
+    cache.read_radiograph(dicom_file)
+    entry = cache.entry_path(dicom_file)
+    assert entry.read_bytes().startswith(b"MMDXENC") and b"pixels" not in entry.read_bytes()
+    hit = cache.load(dicom_file)
+    np.testing.assert_array_equal(hit.pixels, PreprocessCache(tmp_path / "clear", {"target_size": 64}).load(dicom_file).pixels)
+    assert hit.metadata() == clear.metadata()
+    blob = bytearray(entry.read_bytes())
+    blob[-20] ^= 1
+    entry.write_bytes(bytes(blob))
+    with pytest.raises(DecryptionError, match="modified"):
+        cache.load(dicom_file)

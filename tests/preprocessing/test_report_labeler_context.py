@@ -1,7 +1,11 @@
 """Report labeler, third and fourth rounds: the radiology-language rules a new report relies on (abnormal
 heart size, double negation, change words, history, hypotheticals, lists after a negation, scope across
 "with", "but" and "although"; "X versus Y", infection words, pleural thickening phrasings, strong hedges,
-edema and mediastinal phrasings; synonyms from CheXpert's phrase lists), each with real-style sentences."""
+edema and mediastinal phrasings; synonyms from CheXpert's phrase lists), each with real-style sentences.
+
+These rules were written against the IU coders' codes, so the sentences are read under the IU convention
+(``convention="iu"``); where CheXpert's convention reads them differently, tests/preprocessing/
+test_report_labeler_conventions.py says so."""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from preprocessing.report_labeler import label_report
 
 
 def values(text: str) -> dict:
-    """Only the mentioned observations' values."""
-    return {k: v for k, v in label_report(text).values.items() if v is not None}
+    """Only the mentioned observations' values (IU convention)."""
+    return {k: v for k, v in label_report(text, convention="iu").values.items() if v is not None}
 
 
 def values_of(text: str, expected: dict) -> dict:
@@ -187,14 +191,14 @@ def test_versus_names_both_readings(text, expected):
     ("Right lower lobe atelectasis versus pneumonia.", {"Atelectasis": -1, "Pneumonia": -1}),
     ("No focal consolidation or effusion versus thickening.", {"Consolidation": 0, "Pleural Effusion": 0}),
 ])
-def test_versus_read_as_chexpert_hedges_both_readings(text, expected):
-    got = label_report(text, versus="uncertain").values
+def test_versus_under_the_chexpert_convention_hedges_both_readings(text, expected):
+    got = label_report(text, convention="chexpert").values
     assert {k: got[k] for k in expected} == expected
 
 
-def test_versus_reading_is_validated():
-    with pytest.raises(ValueError, match="versus"):
-        label_report("Atelectasis versus scarring.", versus="either")
+def test_convention_is_validated():
+    with pytest.raises(ValueError, match="convention"):
+        label_report("Atelectasis versus scarring.", convention="either")
 
 
 @pytest.mark.parametrize("text, expected", [

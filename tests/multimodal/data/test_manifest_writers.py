@@ -92,6 +92,14 @@ def test_iu_reports_give_text_only_studies_labelled_by_the_report_labeler(tmp_pa
     assert second.labels["Cardiomegaly"] == 1 and second.split == "test" and second.findings == ""
 
 
+@pytest.mark.parametrize("policy, expected", [(None, -1), ("U-Ignore", None), ("U-Zeros", 0), ("U-Ones", 1)])
+def test_iu_manifest_applies_the_uncertain_policy_of_the_dataset_layouts(tmp_path, policy, expected):
+    rows = [{"uid": 1, "findings": "Left basilar opacity may represent atelectasis.", "impression": "", "split": "train"}]
+    study, = load_manifest(manifest_from_iu(_jsonl(tmp_path / "r.jsonl", rows), out=tmp_path / "iu.jsonl",
+                                            uncertain_policy=policy))
+    assert study.labels["Atelectasis"] == expected and study.labels["Lung Opacity"] == 1
+
+
 def test_real_nih_and_iu_layouts(shared_data, tmp_path):
     nih = load_manifest(manifest_from_nih(shared_data / "nih_cxr14_bbox", out=tmp_path / "nih.jsonl"))
     assert len(nih) == 481 and all(r.images[0].endswith(".png") for r in nih)

@@ -41,6 +41,12 @@ def orthanc(listener_port, tmp_path_factory) -> LocalOrthanc:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _plain_http_auth_on_loopback(monkeypatch):
+    """The test Orthanc speaks plain HTTP on loopback, where sending its password is allowed explicitly."""
+    monkeypatch.setenv("MMDX_ALLOW_HTTP_AUTH", "1")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A randomly initialised 64-px, one-layer model over the phantom observations, saved."""

@@ -34,3 +34,11 @@ def tiny_config(phantom_manifest) -> dict:
         "logging": {"progress": False, "heatmap_images": 2},
         "seed": 0,
     }
+
+
+@pytest.fixture(autouse=True)
+def state_key(tmp_path_factory, monkeypatch) -> Path:
+    """The key that signs resume state lives in a test folder, not in the user's ~/.config."""
+    path = tmp_path_factory.getbasetemp() / "state.key"
+    monkeypatch.setenv("MMDX_STATE_KEY", str(path))
+    return path

@@ -141,7 +141,7 @@ def _f1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
 
 
 def evaluate_agreement(rows: list[dict], fields: tuple[str, ...] = ("findings", "impression"),
-                       strict: bool = True) -> dict:
+                       strict: bool = True, convention: str = "chexpert") -> dict:
     """Per-observation precision / recall / F1 and zone agreement of the labeler against the codes.
 
     ``rows`` are IU report records (with ``mesh``). Only a labeler value of 1 counts as positive
@@ -163,7 +163,7 @@ def evaluate_agreement(rows: list[dict], fields: tuple[str, ...] = ("findings", 
         if truth is None or not text:
             continue
         n += 1
-        labels = label_report(text)
+        labels = label_report(text, convention=convention)
         for obs in COVERED_OBSERVATIONS:
             value = labels.values.get(obs)
             predicted = value == 1 if strict else value in (1, -1)
