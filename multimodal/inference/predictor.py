@@ -29,7 +29,7 @@ from multimodal.inference.results import ObservationResult, Peak, StudyResult, w
 from multimodal.models.model_card import weights_sha256
 from preprocessing.errors import ConfigError, ImageReadError
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": None}  # int8: quantized Linears
 # A zone is reported for a positive observation when its zone probability exceeds this; when
 # none does, the single most likely zone is reported.
 ZONE_THRESHOLD = 0.5
@@ -74,7 +74,8 @@ class Predictor:
     def from_pretrained(cls, model_dir: str | Path, device: str | None = None, precision: str | None = None,
                         num_beams: int = 1) -> Predictor:
         """Load ``model_dir`` once. ``device``: None picks CUDA when present, else CPU.
-        ``precision``: ``fp32`` / ``bf16`` / ``fp16`` (autocast); None means bf16 on CUDA, fp32 on CPU.
+        ``precision``: ``fp32`` / ``bf16`` / ``fp16`` (autocast), ``int8`` (CPU: dynamic int8 Linear
+        layers, :mod:`multimodal.compression.quantize`); None means bf16 on CUDA, fp32 on CPU.
         ``num_beams``: beam width of findings generation (1 = greedy)."""
         from multimodal.models.modeling import MultimodalModel
 
@@ -83,6 +84,12 @@ class Predictor:
         if precision not in PRECISIONS:
             raise ConfigError("precision", f"expected one of {list(PRECISIONS)}, got {precision!r}")
         model = MultimodalModel.from_pretrained(model_dir, device=dev)
+        if precision == "int8":
+            from multimodal.compression.quantize import quantize_int8
+
+            if dev.type != "cpu":
+                raise ConfigError("precision", f"int8 runs on the CPU only, not {dev}")
+            model = quantize_int8(model)
         return cls(model, dev, precision, model_dir=model_dir, num_beams=num_beams)
 
     def preparer(self, keep_headers: bool = False) -> functools.partial:

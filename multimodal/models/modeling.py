@@ -148,10 +148,14 @@ class MultimodalModel(nn.Module):
     def _encode_images(self, pixel_values: torch.Tensor, view_mask: torch.Tensor) -> torch.Tensor:
         """``[B, V, 1, S, S]`` → tokens ``[B, V*N, Ci]``; missing views are never encoded (zeros)."""
         b, v = view_mask.shape
-        present = view_mask.flatten().nonzero().squeeze(1)
-        tokens = self.image_encoder(pixel_values.flatten(0, 1)[present])
-        n, c = tokens.shape[1:]
-        views = tokens.new_zeros(b * v, n, c).index_copy(0, present, tokens).view(b, v, n, c)
+        if torch.onnx.is_in_onnx_export():  # a graph has no data-dependent shapes: encode all, zero the missing
+            tokens = self.image_encoder(pixel_values.flatten(0, 1)) * view_mask.flatten()[:, None, None]
+            views = tokens.unflatten(0, (b, v))
+        else:
+            present = view_mask.flatten().nonzero().squeeze(1)
+            tokens = self.image_encoder(pixel_values.flatten(0, 1)[present])
+            n, c = tokens.shape[1:]
+            views = tokens.new_zeros(b * v, n, c).index_copy(0, present, tokens).view(b, v, n, c)
         return (views + self.view_embedding[:v, None, :].to(views.dtype)).flatten(1, 2)
 
     def _fuse(self, pixel_values, view_mask, input_ids, attention_mask, output_attentions=False):

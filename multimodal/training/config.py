@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from multimodal.models.configuration import MultimodalConfig, unknown_key_reason
+from multimodal.training.adversarial import AdversarialConfig
 from preprocessing.errors import ConfigError
 
 
@@ -89,6 +90,7 @@ class TrainConfig(_Section):
     optim: OptimConfig = OptimConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     logging: LoggingConfig = LoggingConfig()
+    adversarial: AdversarialConfig = AdversarialConfig()
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     eval_every: int | None = Field(None, ge=1, description="optimizer steps; None: once per epoch")
     checkpoint_every: int | None = Field(None, ge=1, description="steps between resumable states; None: at each evaluation")

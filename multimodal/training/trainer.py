@@ -38,6 +38,7 @@ from multimodal.precision import native_bf16
 from multimodal.models.model_card import ModelCard
 from multimodal.models.modeling import MultimodalModel
 from multimodal.security.signing import sign_directory, verify_directory
+from multimodal.training.adversarial import Adversary
 from multimodal.training.card import training_card, with_validation_metrics
 from multimodal.training.config import OptimConfig, TrainConfig, load_train_config, save_train_config
 from multimodal.training.tracking import Tracking, check_installed
@@ -272,6 +273,7 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     train_loader, val_loader = build_loaders(cfg, model, train_records)
     optimizer = build_optimizer(model, cfg.optim)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    adversary = Adversary(cfg.adversarial, accelerator.unwrap_model(model))
     steps_per_epoch = math.ceil(len(train_loader) / cfg.optim.grad_accum)
     total = cfg.optim.max_steps or cfg.optim.epochs * steps_per_epoch
     scheduler = build_scheduler(optimizer, cfg.optim, total)
@@ -294,7 +296,7 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
         train_loader.set_epoch(epoch)
         for batch, _ in accelerator.skip_first_batches(train_loader, done) if done else train_loader:
             with accelerator.accumulate(model):
-                out = model(**batch)
+                out = model(**adversary.perturb(batch))
                 accelerator.backward(out.loss)
                 if accelerator.sync_gradients and cfg.optim.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)

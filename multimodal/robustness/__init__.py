@@ -1,0 +1,1 @@
+"""Robustness: white-box attacks, radiograph corruptions and text reliance, measured (``mmdx robustness``)."""
