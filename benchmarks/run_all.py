@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "decode": ("bench_decode.py", ["--out", "{out}"], ["--small", "--out", "{out}"]),
     "scaling": ("bench_scaling.py", ["--out", "{out}"], ["--small", "--out", "{out}"]),
     "labeler": ("bench_labeler.py", ["--json", "{out}"], ["--repeats", "1", "--json", "{out}"]),
+    "report": ("bench_report.py", ["--out", "{out}"], ["--small", "--repeats", "3", "--out", "{out}"]),
 }
 
 

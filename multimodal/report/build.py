@@ -16,12 +16,13 @@ Layout of ``out``::
 
 No network: the pages load only files under ``out`` (no CDN, no fonts from elsewhere). Images are
 ``loading="lazy"`` and live on the study pages, so the index stays small for thousands of studies.
-Fields a results line may lack (``decision``, ``uncertainty``, ``indication``, ``sources``) are
-shown when present.
+Fields a results line may lack (``decision``, ``uncertainty``, ``indication``, ``sources`` and
+their ``view``, the study's ``failed``/``skipped`` files) are shown when present.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -39,6 +40,7 @@ from preprocessing.crypto import Keyring, read_file
 from preprocessing.errors import MmdxError
 
 PAGE_SIZE = 50
+_SOURCE_FIELDS = {f.name for f in dataclasses.fields(SourceImage)}  # a newer line may carry more
 ASSETS = Path(__file__).with_name("assets")
 
 
@@ -73,8 +75,7 @@ def write_report(results: str | Path, out: str | Path, eval_dir: str | Path | No
         (out / page).write_text(env.get_template("study.html").render(study=study, root="..",
                                                                              has_evaluation=evaluation is not None), encoding="utf-8")
         rows.append(_row(record, page))
-    problems = [{**e, "status": "error"} for e in read_jsonl(results.with_name(results.name + ".errors.jsonl"))]
-    problems += [{**s, "status": "skipped"} for s in read_jsonl(results.with_name(results.name + ".skipped.jsonl"))]
+    problems = _problems(results)
     rows += [{"id": p.get("study_id") or p.get("path") or "", "page": "errors.html", "status": p["status"],
               "reason": p.get("reason", ""), "p": {}, "d": {}, "u": {}, "positives": []} for p in problems]
     data = {"observations": observations, "rows": rows, "pageSize": PAGE_SIZE}
@@ -89,6 +90,12 @@ def write_report(results: str | Path, out: str | Path, eval_dir: str | Path | No
     for name in pages:
         (out / name).write_text(env.get_template(name).render(**context), encoding="utf-8")
     return out / "index.html"
+
+
+def _problems(results: Path) -> list[dict[str, Any]]:
+    """The lines of ``<results>.errors.jsonl`` and ``<results>.skipped.jsonl`` (absent files: none), with a status."""
+    return [{**line, "status": status} for status, suffix in (("error", ".errors.jsonl"), ("skipped", ".skipped.jsonl"))
+            for line in read_jsonl(results.with_name(results.name + suffix))]
 
 
 def _decision(obs: dict) -> str:
@@ -112,11 +119,11 @@ def _study(record: dict, n: int, out: Path, heat_dir: Path | None) -> dict[str, 
     views = []
     for v, source in enumerate(record.get("sources") or []):
         file = f"img/{stem}_v{v}.png"
-        views.append({"index": v, "path": source.get("path"), "image": file if write_view(source.get("path"), out / file) else None,
-                      "overlays": []})
+        views.append({"index": v, "path": source.get("path"), "slot": source.get("view"), "overlays": [],
+                      "image": file if write_view(source.get("path"), out / file) else None})
     heat = _heatmaps(heat_dir, record["study_id"])
     if views and views[0]["image"] and heat is not None:
-        box = overlay_box(SourceImage(**record["sources"][0]))
+        box = overlay_box(SourceImage(**{k: v for k, v in record["sources"][0].items() if k in _SOURCE_FIELDS}))
         names, maps = heat
         for o in observations:
             if o["decision"] == "positive" and o["name"] in names and box is not None:
@@ -125,7 +132,8 @@ def _study(record: dict, n: int, out: Path, heat_dir: Path | None) -> dict[str, 
                 views[0]["overlays"].append({"observation": o["name"], "image": file, "box": box})
     return {"id": record["study_id"], "uid": record.get("study_instance_uid"), "findings": record.get("findings"),
             "indication": record.get("indication") or record.get("text"), "model": record.get("model") or {},
-            "observations": observations, "views": views, "timings": record.get("timings_ms") or {}}
+            "observations": observations, "views": views, "timings": record.get("timings_ms") or {},
+            "left_out": [{**f, "status": status} for status in ("failed", "skipped") for f in record.get(status) or []]}
 
 
 def _heatmaps(heat_dir: Path | None, study_id: str) -> tuple[list[str], Any] | None:

@@ -18,7 +18,6 @@ from preprocessing.dicom import read_radiograph
 from preprocessing.errors import ImageReadError
 
 VIEW_SIZE = 512  # px, long side of a view's PNG
-OVERLAY_SIZE = 256  # px, side of a heat map's PNG (the model's square)
 
 
 def write_view(path: str | None, out: Path) -> bool:
@@ -31,20 +30,20 @@ def write_view(path: str | None, out: Path) -> bool:
         return False
     image = Image.fromarray((np.clip(radiograph.pixels, 0, 1) * 255).astype(np.uint8))
     image.thumbnail((VIEW_SIZE, VIEW_SIZE))
-    image.save(out)
+    image.save(out, compress_level=1)  # fast: thousands of views; size matters less
     return True
 
 
 def write_overlay(heatmap: np.ndarray, out: Path) -> None:
-    """A heat map ``[h, w]`` (probabilities) as an RGBA PNG: "inferno" colours, opacity rising with the value."""
+    """A heat map ``[h, w]`` (probabilities) as an RGBA PNG at its own resolution: "inferno" colours,
+    opacity rising with the value. The browser scales it up smoothly over the view (CSS), so the
+    file stays a few hundred bytes and the picture claims no detail the model did not give."""
     from matplotlib import colormaps
 
-    span = max(float(heatmap.max() - heatmap.min()), 1e-6)
-    scaled = Image.fromarray(((heatmap - heatmap.min()) / span * 255).astype(np.uint8))
-    value = np.asarray(scaled.resize((OVERLAY_SIZE, OVERLAY_SIZE), Image.BILINEAR)) / 255.0
+    value = (heatmap - heatmap.min()) / max(float(heatmap.max() - heatmap.min()), 1e-6)
     rgba = colormaps["inferno"](value)
     rgba[..., 3] = 0.7 * value
-    Image.fromarray((rgba * 255).astype(np.uint8), "RGBA").save(out)
+    Image.fromarray((rgba * 255).astype(np.uint8), "RGBA").save(out, compress_level=1)
 
 
 def overlay_box(source: SourceImage) -> dict[str, float] | None:

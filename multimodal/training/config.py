@@ -90,9 +90,13 @@ class AveragingConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    log_every: int = Field(10, ge=1, description="optimizer steps between TensorBoard scalars")
-    tensorboard: bool = True
+    """Experiment tracking (multimodal.training.tracking) and the progress bar."""
+
+    log_every: int = Field(10, ge=1, description="optimizer steps between logged training scalars")
+    tracker: Literal["tensorboard", "mlflow", "wandb", "none"] = Field(
+        "tensorboard", description="Accelerate tracker: TensorBoard in RUN_DIR/tb, MLflow local store, W&B offline")
     heatmap_images: int = Field(4, ge=0, description="validation heat maps logged per evaluation")
+    figures: bool = Field(True, description="log ROC and reliability figures at each evaluation")
     progress: bool = True
 
 

@@ -223,7 +223,7 @@ def run_pretrain_config(cfg: TrainConfig) -> PretrainConfig:
     splits); errors name ``pretrain.<key>``."""
     tree = {"model": cfg.model, "precision": cfg.precision, "seed": cfg.seed,
             "splits": [cfg.data.train_split, cfg.data.val_split], "progress": cfg.logging.progress,
-            "tensorboard": cfg.logging.tensorboard, **(cfg.pretrain or {})}
+            "tensorboard": cfg.logging.tracker == "tensorboard", **(cfg.pretrain or {})}
     try:
         return load_pretrain_config(tree)
     except ConfigError as err:

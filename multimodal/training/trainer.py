@@ -9,7 +9,7 @@ resumable state. The run directory holds::
                            calibrated on the validation split at the end (``calibration``)
     RUN_DIR/top_k/, ensemble/  with ``averaging.export_top_k``: the k best checkpoints, and them as an ensemble
     RUN_DIR/state/         optimizer, scheduler, scaler, RNG and progress, for --resume
-    RUN_DIR/tb/            TensorBoard logs
+    RUN_DIR/tb/            TensorBoard logs (logging.tracker; multimodal.training.tracking)
     RUN_DIR/history.jsonl  one line of validation metrics per evaluation
 """
 
@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from multimodal.data.dataset import StudyDataset, collate_studies
 from multimodal.data.manifest import load_manifest
 from multimodal.evaluation.classification import point_metrics, tune_thresholds
+from multimodal.evaluation.figures import reliability_figure, roc_figure
 from multimodal.models.decoder_vocab import build_decoder_vocab
 from multimodal.precision import native_bf16
 from multimodal.models.model_card import ModelCard
@@ -45,6 +46,7 @@ from multimodal.training.averaging import WeightAverager, keep_top_k
 from multimodal.training.card import training_card, with_validation_metrics
 from multimodal.training.finish import finish_run
 from multimodal.training.config import OptimConfig, TrainConfig, load_train_config, save_train_config
+from multimodal.training.tracking import Tracking, check_installed
 from preprocessing.errors import ConfigError
 from preprocessing.text import load_tokenizer
 
@@ -169,7 +171,7 @@ def validate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerato
     """Validation loss and classification metrics (all processes), tuned thresholds, a first batch.
 
     Returns ``(metrics, thresholds [D], first, (probs, labels, masks) [N, D])`` where ``first`` holds
-    the first batch's ``pixel_values``, ``heatmaps`` and ``probs`` for the TensorBoard pictures.
+    the first batch's ``pixel_values``, ``heatmaps`` and ``probs`` for the tracker's pictures.
     """
     model.eval()
     losses, probs, labels, masks, first = [], [], [], [], {}
@@ -255,10 +257,11 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     """
     cfg, run = load_train_config(config, overrides), Path(out)
     _prepare_run_dir(run, resume)
+    check_installed(cfg.logging.tracker)
     train_records = split_records(cfg, cfg.data.train_split)
     accelerator = Accelerator(
         mixed_precision=resolve_precision(cfg.precision), gradient_accumulation_steps=cfg.optim.grad_accum,
-        log_with="tensorboard" if cfg.logging.tensorboard else None, project_dir=str(run),
+        log_with=None if cfg.logging.tracker == "none" else cfg.logging.tracker, project_dir=str(run),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters(cfg, train_records))])
     set_seed(cfg.seed)
@@ -292,8 +295,7 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     if resume:
         verify_directory(run / "state")
         accelerator.load_state(str(run / "state"))
-    if cfg.logging.tensorboard:
-        accelerator.init_trackers("tb", config={"lr": cfg.optim.lr, "batch_size": cfg.data.batch_size, "seed": cfg.seed})
+    tracking = Tracking(accelerator, cfg.logging.tracker, cfg.model_dump(mode="json"), run)
     eval_every, save_every = cfg.eval_every or steps_per_epoch, cfg.checkpoint_every or cfg.eval_every or steps_per_epoch
     halt_at = progress.step + cfg.halt_after_steps if cfg.halt_after_steps else None
     bar = tqdm(total=total, initial=progress.step, disable=not (cfg.logging.progress and accelerator.is_main_process),
@@ -330,7 +332,8 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
                     metrics, thresholds, first, predictions = validate(model, val_loader, accelerator, observations)
                     card = with_validation_metrics(card, *predictions, observations, thresholds, cfg.data.val_split,
                                                    progress.step)
-                    stop = _after_evaluation(accelerator, cfg, run, model, progress, metrics, thresholds, first, card)
+                    _track_validation(tracking, cfg, first, predictions, observations, progress.step)
+                    stop = _after_evaluation(accelerator, cfg, run, model, progress, metrics, thresholds, card)
             if progress.step % save_every == 0 or progress.step == total or stop or progress.step == halt_at:
                 _save_state(accelerator, run)
             if stop or progress.step >= total or progress.step == halt_at:
@@ -338,23 +341,31 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
         if progress.step == halt_at:
             break
     bar.close()
-    accelerator.end_training()
     if accelerator.is_main_process and (stop or progress.step >= total):
         finish_run(cfg, run, progress.top_k)
     best = run / "best" if (run / "best").is_dir() else None
+    tracking.model_card(best or run / "last", progress.step)
+    accelerator.end_training()
     return TrainResult(run_dir=run, best=best, last=run / "last", steps=progress.step, metrics=metrics,
                        best_metrics=progress.best_metrics, stopped_early=stop)
 
 
+def _track_validation(tracking: Tracking, cfg: TrainConfig, first: dict[str, torch.Tensor],
+                      predictions: tuple[np.ndarray, ...], observations: list[str], step: int) -> None:
+    """Pictures of one validation for the tracker: heat-map samples, ROC and reliability figures."""
+    if tracking.active and cfg.logging.heatmap_images:
+        tracking.images("val/heatmaps", heatmap_grid(first, cfg.logging.heatmap_images), step)
+    if tracking.active and cfg.logging.figures:
+        tracking.figure("val/roc", roc_figure(*predictions, observations), step)
+        tracking.figure("val/reliability", reliability_figure(*predictions), step)
+
+
 def _after_evaluation(accelerator: Accelerator, cfg: TrainConfig, run: Path, model: torch.nn.Module,
                       progress: Progress, metrics: dict[str, float], thresholds: np.ndarray,
-                      first: dict[str, torch.Tensor], card: ModelCard) -> bool:
+                      card: ModelCard) -> bool:
     """Log, write last (and best when improved), update early stopping; True when patience ran out."""
     es = cfg.early_stopping
     accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=progress.step)
-    if accelerator.is_main_process and cfg.logging.tensorboard and cfg.logging.heatmap_images and first:
-        accelerator.get_tracker("tensorboard").tracker.add_images(
-            "val/heatmaps", heatmap_grid(first, cfg.logging.heatmap_images), progress.step)
     if accelerator.is_main_process:
         with open(run / "history.jsonl", "a") as f:
             f.write(json.dumps({"step": progress.step, **metrics}) + "\n")

@@ -104,7 +104,9 @@ def _stated_defaults() -> list[tuple[str, str, object, str]]:
                     continue
                 default = defaults.get(param)
                 stated = DEFAULT.search(action.help)
-                if default is not None and stated:
+                # Comparable where the API's default is a value (a number or a word); a flag's False or
+                # an empty list is stated in words ("refuse the whole run"), which no test can read.
+                if isinstance(default, (int, float, str)) and not isinstance(default, bool) and stated:
                     rows.append((line, action.option_strings[0], default, stated.group(1).strip()))
     return rows
 

@@ -42,6 +42,9 @@ def scored(tmp_path_factory) -> dict[str, Path]:
         np.savez_compressed(heat_dir / f"{safe_file_stem(result.study_id)}.npz", heatmaps=result.heatmaps,
                             observations=np.array(OBSERVATIONS))
         line = result.to_dict()
+        if n == 0:  # what issue #14's results carry: each view's slot, the study's files left out
+            line["sources"][0]["view"] = "frontal (PA)"
+            line["skipped"] = [{"path": "in/extra.dcm", "reason": "a third view (max_views is 2)"}]
         if n % 2:  # fields issue #15 adds: uncertainty and an indeterminate decision, on some lines only
             for k, obs in enumerate(line["observations"].values()):
                 obs["uncertainty"] = round(0.1 * k, 6)

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from multimodal.cli import main
 from multimodal.inference.results import SourceImage, read_jsonl
 from multimodal.report import write_report
 from multimodal.report.evaluation import confusion_counts
@@ -52,6 +53,7 @@ def test_a_study_page_shows_views_toggled_overlays_codes_and_the_model(report, s
     assert sorted(o for o, _ in overlays) == sorted(positives)
     assert all((report.parent / src).is_file() for _, src in overlays)
     assert "SCT:60046008" in page or "Pleural Effusion" not in line["observations"]
+    assert "frontal (PA)" in page and "a third view (max_views is 2)" in page
 
 
 def test_the_report_loads_nothing_from_the_network(report):
@@ -89,3 +91,38 @@ def test_overlay_box_mirrors_a_flipped_axis_back_to_the_displayed_view():
     flipped = SourceImage("a.dcm", rows=100, columns=200, square_to_pixels=(-200.0, 200.0, 200.0, -50.0))
     assert overlay_box(flipped)["left"] == 0.0 and overlay_box(flipped)["width"] == 100.0
 
+
+
+def test_a_report_of_real_predictions_places_each_positive_heat_map_on_its_view(tmp_path, capsys):
+    """`mmdx report` over Predictor output (results lines, heat-map files, source geometry) as `mmdx score` writes it."""
+    import torch
+
+    from multimodal.data.phantom import write_phantom_dataset
+    from multimodal.inference.predictor import Predictor
+    from multimodal.models.configuration import MultimodalConfig
+    from multimodal.models.modeling import MultimodalModel
+
+    torch.manual_seed(0)
+    config = MultimodalConfig(observations="phantom", image_size=32, patch_size=8, image_hidden=32, image_layers=1,
+                              image_heads=2, image_mlp_dim=64, text_layers=1, text_max_length=16, fusion_layers=1,
+                              fusion_heads=2, fusion_hidden=32, decoder_layers=1, decoder_max_length=4,
+                              thresholds={"Cardiomegaly": 0.0}, name="mmdx-real", version="1")
+    model_dir = MultimodalModel.from_config(config, load_pretrained=False).save_pretrained(tmp_path / "model")
+    write_phantom_dataset(tmp_path / "phantom", studies=3, seed=2, size=48)
+    predictor = Predictor.from_pretrained(model_dir, device="cpu")
+    results = tmp_path / "results.jsonl"
+    with results.open("w") as f:
+        for path in sorted((tmp_path / "phantom" / "dicom").rglob("PA.dcm")):
+            result = predictor.predict(path, generate=False, heatmap_dir=tmp_path / "heatmaps")
+            f.write(json.dumps(result.to_dict()) + "\n")
+    assert main(["report", "--results", str(results), "--images", str(tmp_path / "heatmaps"),
+                 "--out", str(tmp_path / "report")]) == 0
+    index = tmp_path / "report" / "index.html"
+    assert capsys.readouterr().out.strip() == str(index)  # the command prints the page to open
+    for row in _data(index)["rows"]:
+        page = (index.parent / row["page"]).read_text()
+        assert "mmdx-real" in page and 'class="base"' in page
+        assert re.findall(r'class="overlay" data-observation="([^"]+)"', page)[0] == "Cardiomegaly"
+        box = re.search(r"left: ([-\d.]+)%; top: ([-\d.]+)%; width: ([\d.]+)%; height: ([\d.]+)%", page)
+        left, top, width, height = map(float, box.groups())
+        assert width > 0 and height > 0 and left <= 0.5 and top <= 0.5  # the square covers the view
