@@ -9,8 +9,6 @@ equal-mass ("adaptive") ECE, so that one is counted here: the sorted probabiliti
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from sklearn.metrics import brier_score_loss, log_loss
@@ -51,35 +49,3 @@ def calibration_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray,
                          "n": int(len(y))}
     macro = {k: float(np.mean([m[k] for m in per_obs.values()])) if per_obs else None for k in METRICS}
     return {"per_observation": per_obs, "macro": macro, "n_bins": n_bins}
-
-
-def plot_reliability(curves: dict[str, np.ndarray], labels: np.ndarray, mask: np.ndarray, path: str | Path,
-                     n_bins: int = N_BINS) -> Path:
-    """Reliability diagram: observed frequency against mean probability per equal-width bin, all
-    observations pooled, one line per entry of ``curves`` (e.g. ``{"uncalibrated": p0, "calibrated": p1}``,
-    each ``[N, D]``), ECE in the legend; the diagonal is perfect calibration. Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = valid_mask(labels, mask)
-    y = np.asarray(labels)[ok]
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-    for label, probs in curves.items():
-        p = np.clip(np.asarray(probs)[ok], 0.0, 1.0)
-        which = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
-        used = [b for b in range(n_bins) if (which == b).any()]
-        ece = float(binary_calibration_error(torch.as_tensor(p), torch.as_tensor(y, dtype=torch.long), n_bins=n_bins))
-        ax.plot([p[which == b].mean() for b in used], [y[which == b].mean() for b in used], marker="o", ms=3,
-                label=f"{label} (pooled ECE {ece:.3f})")
-    ax.set(xlabel="mean predicted probability", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1),
-           title=f"Reliability ({n_bins} equal-width bins, all observations)")
-    ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path

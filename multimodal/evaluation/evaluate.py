@@ -27,7 +27,7 @@ from multimodal.evaluation.caption import caption_metrics
 from multimodal.evaluation.classification import classification_metrics, plot_roc
 from multimodal.evaluation.region import heatmap_peak, point_in_boxes, pointing_game, save_overlay, tolerance_px, zone_f1
 from multimodal.evaluation.trust import trust_metrics, trust_summary
-from multimodal.inference.tta import with_tta
+from multimodal.models.tta import with_tta
 from multimodal.models.modeling import MultimodalModel
 from preprocessing.errors import ConfigError
 

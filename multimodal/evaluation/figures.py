@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
+from multimodal.evaluation.calibration import N_BINS
 from multimodal.evaluation.classification import valid_mask
 
-RELIABILITY_BINS = 10
+RELIABILITY_BINS = N_BINS  # the ECE's bins (multimodal.evaluation.calibration)
 
 
 def _axes(title: str, xlabel: str, ylabel: str):
@@ -71,16 +72,24 @@ def reliability(probs: np.ndarray, truth: np.ndarray, bins: int = RELIABILITY_BI
             for b in range(bins) if (index == b).any()]
 
 
-def reliability_figure(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, bins: int = RELIABILITY_BINS):
-    """The reliability diagram of every valid (study, observation) pair pooled, with the count per bin."""
+def reliability_figure(probs: np.ndarray | dict[str, np.ndarray], labels: np.ndarray, mask: np.ndarray,
+                       bins: int = RELIABILITY_BINS):
+    """The reliability diagram of every valid (study, observation) pair pooled. ``probs`` is ``[N, D]``
+    or a dict of named ``[N, D]`` arrays drawn as one line each (e.g. uncalibrated vs calibrated), the
+    pooled equal-width ECE in the legend; with one curve each bin is annotated with its count."""
     ok = valid_mask(labels, mask)
-    points = reliability(probs[ok], labels[ok].astype(float), bins)
-    fig, ax = _axes("Reliability (all observations pooled; n per bin)", "mean predicted probability",
-                    "observed frequency")
+    truth = labels[ok].astype(float)
+    curves = probs if isinstance(probs, dict) else {"model": probs}
+    fig, ax = _axes("Reliability (all observations pooled)", "mean predicted probability", "observed frequency")
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-    ax.plot([m for m, _, _ in points], [f for _, f, _ in points], "o-")
-    for m, f, n in points:
-        ax.annotate(str(n), (m, f), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    for name, values in curves.items():
+        points = reliability(np.clip(np.asarray(values)[ok], 0.0, 1.0), truth, bins)
+        ece = sum(n * abs(m - f) for m, f, n in points) / max(1, len(truth))
+        ax.plot([m for m, _, _ in points], [f for _, f, _ in points], "o-", ms=3, label=f"{name} (ECE {ece:.3f})")
+        if len(curves) == 1:
+            for m, f, n in points:
+                ax.annotate(str(n), (m, f), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -11,7 +11,8 @@ import numpy as np
 from scipy.special import expit
 
 from multimodal.data.manifest import StudyRecord
-from multimodal.evaluation.calibration import calibration_metrics, plot_reliability
+from multimodal.evaluation.calibration import calibration_metrics
+from multimodal.evaluation.figures import reliability_figure, save_figure
 from multimodal.evaluation.selective import plot_risk_coverage, risk_coverage
 from multimodal.evaluation.subgroups import plot_subgroups, subgroup_metrics, subgroup_value
 
@@ -29,7 +30,8 @@ def trust_metrics(pred: dict[str, Any], records: list[StudyRecord], observations
     raw = expit(pred["logits"])
     calibration = {"calibrated": calibration_metrics(pred["probs"], labels, mask, observations),
                    "uncalibrated": calibration_metrics(raw, labels, mask, observations)}
-    plot_reliability({"uncalibrated": raw, "calibrated": pred["probs"]}, labels, mask, out / "reliability.png")
+    save_figure(reliability_figure({"uncalibrated": raw, "calibrated": pred["probs"]}, labels, mask),
+                out / "reliability.png")
     selective = risk_coverage(pred["probs"], labels, mask, thresholds, pred["uncertainty"], pred["uncertainty_method"])
     plot_risk_coverage(selective, out / "risk_coverage.png")
     subgroups = None

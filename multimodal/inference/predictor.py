@@ -26,7 +26,7 @@ from pydicom import Dataset
 
 from multimodal.inference.prepare import PreparedStudy, View, candidates_for, make_preparer, prepare_candidates
 from multimodal.inference.results import ObservationResult, Peak, StudyResult, write_heatmaps
-from multimodal.inference.tta import with_tta
+from multimodal.models.tta import with_tta
 from multimodal.models.calibration import decide
 from multimodal.models.model_card import weights_sha256
 from preprocessing.errors import ConfigError, ImageReadError
@@ -79,7 +79,7 @@ class Predictor:
         present, else CPU. ``precision``: ``fp32`` / ``bf16`` / ``fp16`` (autocast), ``int8`` (CPU:
         dynamic int8 Linear layers, :mod:`multimodal.compression.quantize`); None means bf16 on CUDA,
         fp32 on CPU. ``num_beams``: beam width of findings generation (1 = greedy). ``tta``: test-time
-        augmentation passes (1: none; see :mod:`multimodal.inference.tta`)."""
+        augmentation passes (1: none; see :mod:`multimodal.models.tta`)."""
         from multimodal.models.modeling import MultimodalModel
 
         dev = resolve_device(device)

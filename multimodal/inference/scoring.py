@@ -73,7 +73,7 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     ``studies_per_s`` (over the whole call), ``steady_studies_per_s`` (from the first batch on,
     i.e. without start-up: discovery, model load, the first batch's decoding), ``out``, ``errors``,
     ``skipped_inputs`` (the skipped file). ``tta``: test-time augmentation passes
-    (:mod:`multimodal.inference.tta`; 1: none).
+    (:mod:`multimodal.models.tta`; 1: none).
     """
     from multimodal.inference.predictor import Predictor, resolve_device
     from multimodal.inference.prepare import make_preparer

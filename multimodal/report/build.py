@@ -99,7 +99,9 @@ def _problems(results: Path) -> list[dict[str, Any]]:
 
 
 def _decision(obs: dict) -> str:
-    return obs.get("decision") or ("positive" if obs.get("positive") else "negative")
+    """The result's ``present`` / ``absent`` / ``indeterminate`` (results written before decisions
+    existed fall back to ``positive``, as the SR does)."""
+    return obs.get("decision") or ("present" if obs.get("positive") else "absent")
 
 
 def _row(record: dict, page: str) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def _row(record: dict, page: str) -> dict[str, Any]:
     return {"id": record["study_id"], "page": page, "status": "scored", "reason": "",
             "p": {k: v["probability"] for k, v in obs.items()}, "d": {k: _decision(v) for k, v in obs.items()},
             "u": {k: v["uncertainty"] for k, v in obs.items() if v.get("uncertainty") is not None},
-            "positives": [k for k, v in obs.items() if _decision(v) == "positive"]}
+            "positives": [k for k, v in obs.items() if _decision(v) == "present"]}
 
 
 def _study(record: dict, n: int, out: Path, heat_dir: Path | None) -> dict[str, Any]:
@@ -126,7 +128,7 @@ def _study(record: dict, n: int, out: Path, heat_dir: Path | None) -> dict[str, 
         box = overlay_box(SourceImage(**{k: v for k, v in record["sources"][0].items() if k in _SOURCE_FIELDS}))
         names, maps = heat
         for o in observations:
-            if o["decision"] == "positive" and o["name"] in names and box is not None:
+            if o["decision"] == "present" and o["name"] in names and box is not None:
                 file = f"img/{stem}_{safe_file_stem(o['name'])}.png"
                 write_overlay(maps[names.index(o["name"])], out / file)
                 views[0]["overlays"].append({"observation": o["name"], "image": file, "box": box})

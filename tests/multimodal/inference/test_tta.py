@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from multimodal.inference import Predictor
-from multimodal.inference.tta import TTAModel, Variant, augment, map_back, tta_plan
+from multimodal.models.tta import TTAModel, Variant, augment, map_back, tta_plan
 from multimodal.models.modeling import MultimodalOutput
 from preprocessing.letterbox import IMAGE_MEAN, IMAGE_STD
 

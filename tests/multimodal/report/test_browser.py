@@ -63,9 +63,9 @@ def test_filter_the_table_open_a_study_and_see_its_overlays_and_numbers(browser,
 
     observation = "Pleural Effusion"
     Select(browser.find_element("id", "f-observation")).select_by_visible_text(observation)
-    Select(browser.find_element("id", "f-decision")).select_by_visible_text("positive")
-    expected = {sid for sid, line in lines.items() if line["observations"][observation].get("decision", "positive"
-                if line["observations"][observation]["positive"] else "negative") == "positive"}
+    Select(browser.find_element("id", "f-decision")).select_by_visible_text("present")
+    expected = {sid for sid, line in lines.items() if (line["observations"][observation].get("decision")
+                or ("present" if line["observations"][observation]["positive"] else "absent")) == "present"}
     shown = [r.get_attribute("data-study") for r in _rows(browser)]
     assert set(shown) == expected and expected
     values = [float(r.find_element("css selector", ".c-p").get_attribute("data-value")) for r in _rows(browser)]

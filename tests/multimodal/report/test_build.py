@@ -37,7 +37,8 @@ def test_the_index_lists_every_scored_failed_and_skipped_study_with_its_numbers(
     for line in lines:
         row = by_id[line["study_id"]]
         assert row["p"] == {k: v["probability"] for k, v in line["observations"].items()}
-        assert row["u"] == {k: v["uncertainty"] for k, v in line["observations"].items() if "uncertainty" in v}
+        assert row["u"] == {k: v["uncertainty"] for k, v in line["observations"].items()
+                            if v.get("uncertainty") is not None}
     indeterminate = [row for row in data["rows"] if "indeterminate" in row["d"].values()]
     assert indeterminate and all(row["u"] for row in indeterminate)
 
