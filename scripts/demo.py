@@ -40,8 +40,8 @@ def main() -> int:
     # score` resumes its output, so it would skip every study the previous run's model scored.
     for stale in (train_dir, sr_dir, heat_dir, report_dir):
         shutil.rmtree(stale, ignore_errors=True)
-    for stale in (scores, scores.with_name(scores.name + ".errors.jsonl")):
-        stale.unlink(missing_ok=True)
+    for stale in RUN.glob(scores.name + "*"):  # results, errors and skipped files
+        stale.unlink()
     times: dict[str, float] = {}
     t_all = time.perf_counter()
 

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="new ensemble directory")
     s.add_argument("--weights", nargs="+", type=float, default=None, help="one weight per model (default: equal)")
     s.add_argument("--findings-from", type=int, default=None,
-                   help="index of the member that writes the findings text (default: 0, the first)")
+                   help="index of the member that writes the findings text (default: 0; the first)")
     s.add_argument("--manifest", nargs="+", default=None,
                    help="calibrate the ensemble as a whole on this manifest's --split (default: not calibrated)")
     s.add_argument("--split", default=None, help="split the calibration is fitted on (default: val)")

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated manifest fields for the subgroup table, e.g. sex,age_band,view "
                         "(any meta key works; default: none)")
     s.add_argument("--tta", type=int, default=None,
-                   help="test-time augmentation passes averaged per study (default: 1, none)")
+                   help="test-time augmentation passes averaged per study (default: 1; no augmentation)")
     s.add_argument("--no-findings", action="store_true", help="skip findings generation and its metrics")
     s.set_defaults(func=run)
 

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--format", default=None, choices=["jsonl", "csv", "parquet"], help="results format (default: jsonl)")
     s.add_argument("--tta", type=int, default=None,
                    help="test-time augmentation passes (shifts, scales, rotations, gamma; never a flip) "
-                        "averaged per study; their spread is the uncertainty (default: 1, none)")
+                        "averaged per study; their spread is the uncertainty (default: 1; no augmentation)")
     s.add_argument("--no-findings", action="store_true", help="skip findings text generation")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=run)
