@@ -74,7 +74,7 @@
         if (typeof value === "number") td.dataset.value = String(value);
       }
     }
-    $("count").textContent = state.rows.length + " of " + data.rows.length + " studies";
+    $("count").textContent = state.rows.length + " of " + data.rows.length + " rows (scored and failed studies, skipped files)";
     $("page").textContent = "page " + (state.page + 1) + " of " + pages;
     $("prev").disabled = state.page === 0;
     $("next").disabled = state.page >= pages - 1;
