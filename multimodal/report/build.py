@@ -33,6 +33,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from multimodal.inference.results import SourceImage, read_jsonl, safe_file_stem
+from multimodal.models.calibration import DECISIONS
 from multimodal.report.evaluation import evaluation_context
 from multimodal.report.images import overlay_box, write_overlay, write_view
 from preprocessing.codes import observation_code
@@ -86,7 +87,7 @@ def write_report(results: str | Path, out: str | Path, eval_dir: str | Path | No
                "n_errors": sum(p["status"] == "error" for p in problems),
                "n_skipped": sum(p["status"] == "skipped" for p in problems),
                "model": records[0].get("model", {}) if records else {}, "evaluation": evaluation,
-               "has_evaluation": evaluation is not None}
+               "has_evaluation": evaluation is not None, "decisions": DECISIONS}
     for name in pages:
         (out / name).write_text(env.get_template(name).render(**context), encoding="utf-8")
     return out / "index.html"
