@@ -79,6 +79,9 @@ class MultimodalConfig(BaseModel):
     fusion_heads: Positive = 12
     fusion_hidden: Positive = 384
     fusion_mlp_ratio: float = Field(2.0, gt=0)
+    attention_heads: dict[str, Positive] | None = Field(
+        None, description="heads kept by attention modules that structured pruning narrowed, by module name "
+        "(image_encoder.vit.blocks.0.attn, fusion.layers.0.text.self_attn, ...; .head_pruning); None: all")
     dropout: Fraction = Field(0.1, description="residual-branch dropout of text encoder, fusion and decoder")
     image_dropout: Fraction = Field(0.0, description="dropout in the MONAI ViT's blocks")
     decoder_layers: Positive = 2

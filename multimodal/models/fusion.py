@@ -33,7 +33,7 @@ class Attention(nn.Module):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor,
                 need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return (output ``[B, Tq, H]``, weights ``[B, heads, Tq, Tk]`` or None)."""
-        b, tq, h = queries.shape
+        b, tq, _ = queries.shape
         q = self.q(queries).view(b, tq, self.heads, -1).transpose(1, 2)
         k, v = self.kv(keys).view(b, keys.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
         has_keys = key_mask.any(dim=1)
@@ -46,7 +46,7 @@ class Attention(nn.Module):
             context = weights @ v
         else:
             context = attention(q, k, v, mask)
-        out = self.out(context.transpose(1, 2).reshape(b, tq, h))
+        out = self.out(context.transpose(1, 2).reshape(b, tq, -1))
         return out * has_keys[:, None, None].to(out.dtype), weights
 
 

@@ -28,6 +28,7 @@ from .configuration import MultimodalConfig
 from .decoder_vocab import normalise_decoder_vocab
 from .encoders import apply_freezing, apply_lora, build_image_encoder, build_text_encoder, text_layers
 from .fusion import CrossModalFusion
+from .head_pruning import apply_head_counts
 from .model_card import CARD_NAME, ModelCard, weights_sha256
 from .heads import DiseaseHeads, FindingsDecoder, classification_loss, region_loss, zone_loss
 
@@ -95,6 +96,8 @@ class MultimodalModel(nn.Module):
                                        config.decoder_max_length, config.dropout, special, config.decoder_vocab)
         if load_pretrained and config.decoder_init_from_text:
             self.decoder.init_from_encoder(self.text_encoder)
+        if config.attention_heads:
+            apply_head_counts(self, config.attention_heads)
         self._set_trainable()
 
     def _set_trainable(self) -> None:

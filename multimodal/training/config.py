@@ -119,6 +119,9 @@ class TrainConfig(_Section):
     ddp_find_unused_parameters: bool | None = Field(None, description="DDP: tolerate trainable parameters without "
                                                     "a gradient (the findings decoder on studies without findings); "
                                                     "None: only when some training study has no findings")
+    init_from: str | None = Field(None, description="start from this saved model directory (from_pretrained: its "
+                                  "config and weights, e.g. a pruned model to fine-tune); the model section must "
+                                  "then stay empty")
     pretrain: dict[str, Any] | None = Field(None, description="MAE-pretrain the ViT first on the train and val "
                                             "images of data.manifest (options of multimodal.training.pretrain."
                                             "PretrainConfig); the weights become model.image_pretrained")
@@ -128,6 +131,12 @@ class TrainConfig(_Section):
     def _check_model(self) -> TrainConfig:
         if self.data.decoder_vocab_from_train and self.model.get("decoder_vocab") is not None:
             raise ConfigError("data.decoder_vocab_from_train", "model.decoder_vocab is set too; keep one of them")
+        if self.init_from is not None:
+            for key, value in (("model", self.model), ("pretrain", self.pretrain),
+                               ("data.decoder_vocab_from_train", self.data.decoder_vocab_from_train)):
+                if value:
+                    raise ConfigError(key, "init_from brings the model; leave this unset")
+            return self
         self.multimodal_config()
         if self.pretrain is not None:
             from multimodal.training.pretrain import run_pretrain_config

@@ -20,6 +20,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,13 +248,30 @@ def _prepare_run_dir(run: Path, resume: bool) -> None:
         raise ConfigError("--out", f"{run} already holds a run; pass --resume to continue it or choose another --out")
 
 
+def build_model(cfg: TrainConfig, run: Path, train_records: list) -> MultimodalModel:
+    """The model a run starts from: ``cfg.init_from`` as saved (in training mode), or a fresh one from
+    the model section (after MAE pretraining and the training decoder vocabulary when asked)."""
+    if cfg.init_from is not None:
+        return MultimodalModel.from_pretrained(cfg.init_from).train()
+    model_config = cfg.multimodal_config()
+    if cfg.pretrain is not None:  # the recipe pretrains: MAE on the manifests' train and val images first
+        from multimodal.training.pretrain import pretrain_for_run
+
+        model_config.image_pretrained = str(pretrain_for_run(cfg, run))
+    if cfg.data.decoder_vocab_from_train:
+        model_config.decoder_vocab = train_decoder_vocab(train_records, model_config.text_encoder)
+    return MultimodalModel.from_config(model_config)
+
+
 def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: list[str] | tuple[str, ...] = (),
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, after_step: Sequence[Callable[[torch.nn.Module], None]] = ()) -> TrainResult:
     """Train a model from a config (YAML path, dict or TrainConfig) into the run directory ``out``.
 
     ``overrides`` are ``"a.b=value"`` strings (YAML values). With ``resume`` the run continues from
     ``out/state`` exactly where it stopped (weights, optimizer, scheduler, scaler, RNG, data position).
     Launch with ``accelerate launch`` or ``torchrun`` for several processes; nothing else changes.
+    ``after_step``: callables given the (unwrapped) model after every optimizer step, e.g. one that
+    keeps pruned weights at zero (:class:`multimodal.compression.prune.ZeroMask`).
     """
     cfg, run = load_train_config(config, overrides), Path(out)
     _prepare_run_dir(run, resume)
@@ -267,14 +285,7 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     set_seed(cfg.seed)
     if accelerator.is_main_process:
         save_train_config(cfg, run / "config.yaml")
-    model_config = cfg.multimodal_config()
-    if cfg.pretrain is not None:  # the recipe pretrains: MAE on the manifests' train and val images first
-        from multimodal.training.pretrain import pretrain_for_run
-
-        model_config.image_pretrained = str(pretrain_for_run(cfg, run))
-    if cfg.data.decoder_vocab_from_train:
-        model_config.decoder_vocab = train_decoder_vocab(train_records, model_config.text_encoder)
-    model = MultimodalModel.from_config(model_config)
+    model = build_model(cfg, run, train_records)
     observations = list(model.config.observations)
     train_loader, val_loader = build_loaders(cfg, model, train_records)
     optimizer = build_optimizer(model, cfg.optim)
@@ -313,6 +324,9 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+            if accelerator.sync_gradients:
+                for hook in after_step:
+                    hook(accelerator.unwrap_model(model))
             progress.batches += 1
             seen += len(batch["labels"]) * accelerator.num_processes
             if not accelerator.sync_gradients:

@@ -9,6 +9,7 @@ import torch
 from multimodal.cli import main
 from multimodal.compression.export import ClassificationGraph, example_batch
 from multimodal.compression.prune import _mlp_pairs, prunable_linears, prune
+from multimodal.models.head_pruning import attention_modules, head_count
 from multimodal.models.modeling import MultimodalModel
 
 
@@ -17,8 +18,19 @@ def _outputs(model, batch):
         return ClassificationGraph(model)(**batch)
 
 
-def test_structured_pruning_removes_dead_channels_and_keeps_outputs(tiny_dir, tmp_path):
-    """Half of every feed-forward block's channels are made dead; pruning half removes exactly those."""
+def _kill_even_heads(model) -> None:
+    """Zero the output-projection columns of every even head: those heads add nothing to the output."""
+    with torch.no_grad():
+        for module in attention_modules(model).values():
+            out = module.out_proj if hasattr(module, "out_proj") else module.out
+            width = out.in_features // head_count(module)
+            for head in range(0, head_count(module), 2):
+                out.weight[:, head * width:(head + 1) * width] = 0
+
+
+def test_structured_pruning_removes_dead_channels_and_heads_and_keeps_outputs(tiny_dir, tmp_path):
+    """Half of every feed-forward block's channels and of every attention's heads are made dead;
+    pruning half removes exactly those: fewer parameters, same outputs, also after from_pretrained."""
     model = MultimodalModel.from_pretrained(tiny_dir)
     with torch.no_grad():
         for pairs in _mlp_pairs(model).values():
@@ -27,17 +39,37 @@ def test_structured_pruning_removes_dead_channels_and_keeps_outputs(tiny_dir, tm
                 first.weight[dead] = 0
                 first.bias[dead] = 0
                 second.weight[:, dead] = 0
+    _kill_even_heads(model)
     model.save_pretrained(tmp_path / "dead")
     assert main(["prune", "--model", str(tmp_path / "dead"), "--amount", "0.5", "--structured",
                  "--out", str(tmp_path / "small")]) == 0
     small = MultimodalModel.from_pretrained(tmp_path / "small")
     assert small.config.image_mlp_dim == 32 and small.config.text_config["intermediate_size"] == model.config.text_config["intermediate_size"] // 2
     assert all(first.out_features == 32 for first, _ in _mlp_pairs(small)["fusion"])
+    heads = {name: head_count(m) for name, m in attention_modules(small).items()}
+    assert heads == small.config.attention_heads and set(heads) == set(attention_modules(model))
+    assert all(n == 1 for n in heads.values())  # 2 heads each in the tiny model
+    assert small.image_encoder.vit.blocks[0].attn.qkv.out_features == 3 * 16
+    assert small.fusion.layers[0].image.cross_attn.kv.out_features == 2 * 16
     report = json.loads((tmp_path / "small" / "pruning.json").read_text())
     assert report["after"]["parameters"] < report["before"]["parameters"]
+    assert report["after"]["parameters"] == sum(p.numel() for p in small.parameters())
     batch = example_batch(model)
     for a, b in zip(_outputs(model, batch), _outputs(small, batch)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_head_pruning_keeps_the_heads_that_matter_and_round_trips(tiny_dir, tmp_path):
+    """Pruning heads that were alive changes the output; the saved model reproduces the pruned one."""
+    model = MultimodalModel.from_pretrained(tiny_dir)
+    prune(tiny_dir, tmp_path / "p", amount=0.5, structured=True)
+    pruned = MultimodalModel.from_pretrained(tmp_path / "p")
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
+    batch = example_batch(model)
+    again = MultimodalModel.from_pretrained(pruned.save_pretrained(tmp_path / "again"))
+    for a, b in zip(_outputs(pruned, batch), _outputs(again, batch)):
+        torch.testing.assert_close(a, b)
+    assert not torch.allclose(_outputs(model, batch)[0], _outputs(pruned, batch)[0])
 
 
 def test_unstructured_pruning_zeroes_the_smallest_weights_of_each_layer(tiny_dir, tmp_path):
