@@ -136,7 +136,7 @@ class ZeroMask:
                 weight.mul_(keep.to(weight.device))
 
 
-def finetune(model_dir: str | Path, out: str | Path, manifest: str | list[str], epochs: int = 3,
+def finetune(model_dir: str | Path, out: str | Path, manifest: str | list[str], epochs: int,
              overrides: list[str] | tuple[str, ...] = (), keep_zeros: bool = True) -> dict:
     """Fine-tune the saved (pruned) model ``model_dir`` on ``manifest``'s train split for ``epochs``
     with the project's trainer; the run goes to ``out`` and its best checkpoint (by validation) to

@@ -9,7 +9,8 @@ import onnxruntime as ort
 import torch
 
 from multimodal.cli import main
-from multimodal.compression.export import ClassificationGraph, INPUTS, example_batch
+from multimodal.compression.export import ClassificationGraph, INPUTS, example_batch, export_onnx
+from multimodal.compression.prune import prune
 from multimodal.compression.quantize import quantize_int8
 from multimodal.inference.predictor import Predictor
 from multimodal.models.modeling import MultimodalModel
@@ -46,3 +47,13 @@ def test_int8_predictor_quantizes_linear_layers_and_scores_close_to_fp32(tiny_di
         a, b = fp32.model(**batch).probs, int8.model(**batch).probs
     assert (a - b).abs().max() < 0.1
     assert quantize_int8(MultimodalModel.from_pretrained(tiny_dir)).config.observations == fp32.config.observations
+
+
+def test_a_model_without_half_its_heads_and_channels_exports_and_agrees_with_pytorch(tiny_dir, tmp_path):
+    prune(tiny_dir, tmp_path / "small", amount=0.5, structured=True)
+    report = export_onnx(tmp_path / "small", tmp_path / "small.onnx")  # raises beyond 1e-3
+    assert max(report["max_abs_diff"].values()) < 1e-3
+    small = Predictor.from_pretrained(tmp_path / "small", device="cpu", precision="int8")
+    with torch.no_grad():
+        probs = small.model(**example_batch(small.model)).probs
+    assert small.model.config.attention_heads and probs.isfinite().all()
