@@ -109,6 +109,11 @@ INDETERMINATE = _sct("82334004", "Indeterminate", "4220")
 # Measurement names and units.
 PROBABILITY = Code("122157", "DCM", "Probability", "pydicom codedict, DICOM PS3.16 (DCM)")
 NO_UNITS = Code("1", "UCUM", "no units", "pydicom codedict, PS3.16 CID 7181")
+# The uncertainty of a probability averaged over samples (ensemble members, TTA or MC-dropout
+# passes): the probability is their mean (a Derivation, CID 7464), the uncertainty their standard
+# deviation (TID 311 Measurement Statistical Properties, CID 226).
+MEAN = _sct("373098007", "Mean", "7464")
+STANDARD_DEVIATION = _dcm("121414", "Standard deviation of population", "226")
 
 
 def observation_code(name: str) -> Code:

@@ -10,10 +10,12 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from highdicom.sr.utils import find_content_items
 
 from multimodal.inference.predictor import Predictor
 from multimodal.inference.sr import coded, to_structured_report
-from preprocessing.codes import ABSENT, NO_UNITS, PRESENT, PRIVATE_SCHEME, PROBABILITY, observation_code, zone_site
+from preprocessing.codes import (ABSENT, MEAN, NO_UNITS, PRESENT, PRIVATE_SCHEME, PROBABILITY, STANDARD_DEVIATION,
+                                 observation_code, zone_site)
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +124,29 @@ def test_a_label_without_a_standard_code_gets_the_declared_private_scheme(predic
     items = list(_content(sr.ContentSequence))
     assert any(i.get("ConceptNameCodeSequence") and i.ConceptNameCodeSequence[0].CodingSchemeDesignator == PRIVATE_SCHEME
                for i in items)
+
+
+def test_the_uncertainty_and_its_source_round_trip_through_the_sr(tiny_model_dir, predictor, phantom_dir, tmp_path):
+    source = pydicom.dcmread(sorted((phantom_dir / "dicom").rglob("PA.dcm"))[0])
+    result = Predictor.from_pretrained(tiny_model_dir, device="cpu", mc_dropout=4).predict(source, generate=False)
+    path = tmp_path / "sr.dcm"
+    to_structured_report(result, [source]).save_as(path, enforce_file_format=True)
+    report = hd.sr.ComprehensiveSR.from_dataset(pydicom.dcmread(path)).content
+    for name, obs in result.observations.items():
+        (group,) = report.get_image_measurement_groups(finding_type=coded(observation_code(name)))
+        (probability,) = group.get_measurements(name=coded(PROBABILITY))
+        assert probability.derivation == coded(MEAN)
+        (deviation,) = find_content_items(probability[0], name=coded(STANDARD_DEVIATION), value_type="NUM")
+        assert obs.uncertainty > 0 and deviation.value == pytest.approx(obs.uncertainty, abs=1e-6)
+        assert deviation.unit == coded(NO_UNITS)
+        (population,) = find_content_items(probability[0], name=hd.sr.CodedConcept("121405", "DCM", "Population Description"))
+        assert population.value == "mc_dropout samples"
+    if shutil.which("dciodvfy"):
+        check = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True)
+        assert [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")] == []
+    plain = predictor.predict(source, generate=False)  # one plain pass: no uncertainty, no derivation
+    plain_report = hd.sr.ComprehensiveSR.from_dataset(to_structured_report(plain, [source])).content
+    (group,) = plain_report.get_image_measurement_groups(finding_type=coded(observation_code(name)))
+    (probability,) = group.get_measurements(name=coded(PROBABILITY))
+    assert probability.derivation is None
+    assert not find_content_items(probability[0], name=coded(STANDARD_DEVIATION))
