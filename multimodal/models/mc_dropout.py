@@ -29,7 +29,7 @@ from torch import nn
 
 from preprocessing.errors import ConfigError
 
-from .modeling import MultimodalOutput
+from .modeling import MultimodalOutput, averaged_output
 
 SEED = 0
 
@@ -90,19 +90,8 @@ class MCDropoutModel(nn.Module):
         with self.sampling(pixel_values.device):
             outputs = [self.model(pixel_values, view_mask, input_ids, attention_mask, **targets)
                        for _ in range(self.n)]
-        first = outputs[0]
-        samples = torch.cat([o.probs.float()[:, None] if o.sample_probs is None else o.sample_probs.float()
-                             for o in outputs], 1)
         heat = torch.stack([o.heatmaps.float().sigmoid() for o in outputs]).mean(0)
-        zone_probs = torch.stack([o.zone_probs.float() for o in outputs]).mean(0)
-        raw = torch.stack([o.logits.float().sigmoid() for o in outputs]).mean(0)
-        method = "mc_dropout" if first.uncertainty_method is None else f"{first.uncertainty_method}+mc_dropout"
-        return MultimodalOutput(
-            logits=torch.logit(raw, eps=1e-6), probs=torch.stack([o.probs.float() for o in outputs]).mean(0),
-            heatmaps=torch.logit(heat, eps=1e-6), zone_logits=torch.logit(zone_probs, eps=1e-6),
-            zone_probs=zone_probs, fused_image=first.fused_image, fused_text=first.fused_text,
-            image_mask=first.image_mask, text_mask=first.text_mask, loss=first.loss, losses=first.losses,
-            sample_probs=samples, uncertainty_method=method)
+        return averaged_output(outputs, heat, "mc_dropout")
 
     def generate_findings(self, *args, **kwargs) -> list[str]:
         return self.model.generate_findings(*args, **kwargs)
