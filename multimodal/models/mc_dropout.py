@@ -21,8 +21,8 @@ from one plain pass (dropout off).
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -101,5 +101,5 @@ def with_mc_dropout(model: nn.Module, n: int | None, seed: int = SEED) -> nn.Mod
     """``model`` wrapped in :class:`MCDropoutModel` when ``n`` > 1, else ``model`` itself (one plain
     pass: no uncertainty)."""
     if n is not None and n < 1:
-        raise ValueError(f"mc_dropout must be >= 1, got {n}")
+        raise ConfigError("mc_dropout", f"must be >= 1 (1: no MC dropout), got {n}")
     return MCDropoutModel(model, n, seed).eval() if n and n > 1 else model
