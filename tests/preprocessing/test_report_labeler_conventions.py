@@ -135,3 +135,20 @@ def test_the_lexicon_is_data_with_every_concept_and_convention_defined():
         assert pattern.conventions is None or pattern.conventions <= set(CONVENTIONS)
     for conv in CONVENTIONS.values():
         assert set(conv.targets) | conv.suggests_only <= set(CONCEPTS)
+
+
+def test_the_zone_phrases_are_data_and_every_level_word_parses_to_its_level():
+    from preprocessing.labeler.zones import ZONES_FILE, parse_location, resolve_zones
+
+    data = yaml.safe_load(ZONES_FILE.read_text(encoding="utf-8"))
+    assert set(data["levels"]) == {"upper", "middle", "lower"}
+    for level, words in data["levels"].items():
+        for word in words:
+            assert level in (parse_location(word).levels or ()), word
+    for place in data["places"]:
+        assert set(place.get("zones", ())) <= {"cardiac", "mediastinum"}
+    assert resolve_zones([parse_location("lingular")]) == ["left_middle"]
+    assert resolve_zones([parse_location("retrocardiac")]) == ["left_lower", "cardiac"]
+    assert resolve_zones([parse_location("right middle lobe")]) == ["right_middle"]
+    assert resolve_zones([parse_location("middle lobe")]) == ["right_middle"]
+    assert label_report("Bibasilar atelectasis.").zones["Atelectasis"] == ["right_lower", "left_lower"]
