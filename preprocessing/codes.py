@@ -76,7 +76,7 @@ OBSERVATION_CODES: dict[str, Code] = {
     "Pneumothorax": _sct("36118008", "Pneumothorax", 6105),
     "Pleural Effusion": _sct("60046008", "Pleural effusion", 645),
     "Effusion": _sct("60046008", "Pleural effusion", 645),
-    "Pleural Other": private_code("Pleural Other", "a catch-all of CheXpert's, no concept in any standard"),
+    "Pleural Other": private_code("Pleural Other", "CheXpert's catch-all for other pleural findings, not one concept in PS3.16"),
     "Fracture": private_code("Fracture", "PS3.16 has only Fracture of lower limb; no RadLex release offline"),
     "Support Devices": private_code(
         "Support Devices", "PS3.16 lists device kinds (CID 6138) and Non-lesion (also coins, jewelry), "
