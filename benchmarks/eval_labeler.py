@@ -10,8 +10,8 @@ were hand-labelled (``benchmarks/data/iu_hand_labels.jsonl``), half ``dev`` (dec
 (reported once). ``iu-test`` is the held-out part minus the hand ``dev`` reports.
 
 ``parts`` writes the JSONL inputs of ``mmdx label-train`` (``tune.jsonl``: the tune reports with text, all of
-them or the first ``--tune-limit`` in hash order; never a held-out or hand-labelled one; ``hand_dev.jsonl``; ``hand_labels.jsonl``). ``score`` prints per-observation
-precision / recall / F1 with 95 % bootstrap intervals (reports resampled, 1000 times) and, against the hand
+them or the first ``--tune-limit`` in hash order; never a held-out or hand-labelled one; ``hand_dev.jsonl``;
+``hand_labels.jsonl``). ``score`` prints per-observation precision / recall / F1 with 95 % bootstrap intervals (reports resampled, 1000 times) and, against the hand
 labels, the exact 4-class agreement (1 / 0 / -1 / blank). Mention-level: a labeler value of 1 or -1 counts
 as positive; against the IU codes the strict column counts only 1 (the codes mark positive findings).
 """

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--batch-size", type=int, default=None, help="reports per step (default: 16)")
     s.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW (default: 5e-5)")
     s.add_argument("--balance", type=float, default=None,
-                   help="class weights = frequency ** -balance (default: 0.5; 0 plain cross entropy, 1 inverse frequency)")
+                   help="class weights = frequency ** -balance "
+                        "(default: 0.5; 0 plain cross entropy, 1 inverse frequency)")
     s.add_argument("--freeze-layers", type=int, default=None,
                    help="keep the embeddings and the encoder's first N layers fixed (default: 0; faster CPU steps)")
     s.add_argument("--seed", type=int, default=None, help="shuffling and initialisation seed (default: 0)")

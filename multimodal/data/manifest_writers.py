@@ -203,7 +203,8 @@ def manifest_from_iu(path: str | Path, out: str | Path | None = None, convention
         split = row.get("split") if row.get("split") in ("train", "val", "test") else "test"
         records.append(StudyRecord(
             study_id=f"iu-{uid}", text=row.get("indication") or "", findings=findings,
-            labels=apply_uncertain_policy(labels.values, uncertain), regions={k: v for k, v in labels.zones.items() if v}, split=split,
+            labels=apply_uncertain_policy(labels.values, uncertain),
+            regions={k: v for k, v in labels.zones.items() if v}, split=split,
             meta={"impression": impression, "comparison": row.get("comparison") or "",
                   "expected_images": row.get("expected_images") or [], "problems": row.get("problems") or []},
         ))

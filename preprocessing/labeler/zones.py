@@ -83,7 +83,8 @@ def parse_location(phrase: str) -> Location:
             sides.update(("right", "left"))
         if w in _LEVEL_WORDS:
             levels.add(_LEVEL_WORDS[w])
-        place = next((p for p in _PLACES if w in p.get("words", ()) or ("prefix" in p and w.startswith(p["prefix"]))), None)
+        place = next((p for p in _PLACES
+                      if w in p.get("words", ()) or ("prefix" in p and w.startswith(p["prefix"]))), None)
         if place is not None:
             sides.update(place.get("sides", ()))
             extra.update(place.get("zones", ()))
