@@ -18,9 +18,9 @@ Layout of the content tree (root: TID 1500 "Imaging Measurement Report"):
   sites), in the source image's pixel coordinates;
 * a "Qualitative Evaluations" container (TID 1500 row 12) holding the generated findings as TEXT.
 
-Observations are coded in SNOMED CT / DICOM (``preprocessing.codes``), zones as SNOMED CT anatomy
-with laterality; the private scheme ``99MMDX`` only for concepts no standard covers (declared in
-the Coding Scheme Identification Sequence when used).
+Observations are coded in SNOMED CT / DICOM (``preprocessing.codes``: only codes PS3.16 lists),
+zones as SNOMED CT anatomy with laterality; the private scheme ``99MMDX`` for concepts without a
+checked standard code (declared in the Coding Scheme Identification Sequence when used).
 """
 
 from __future__ import annotations
