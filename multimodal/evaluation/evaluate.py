@@ -163,7 +163,8 @@ def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split
         "clinical_f1": clinical["micro"]["f1"] if clinical else None, **trust_summary(trust),
     }
     result = {"summary": summary, "model": str(model_dir), "manifest": str(manifest), "split": split, "tta": tta,
-              "mc_dropout": mc_dropout, "classification": classification, "region": region, "findings": findings, "clinical": clinical, **trust}
+              "mc_dropout": mc_dropout, "classification": classification, "region": region, "findings": findings,
+              "clinical": clinical, **trust}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -91,7 +91,8 @@ def test_one_pass_is_a_plain_pass_and_no_dropout_is_refused(tiny_model_dir, tmp_
     plain = Predictor.from_pretrained(tiny_model_dir, device="cpu").predict(image, generate=False)
     one = Predictor.from_pretrained(tiny_model_dir, device="cpu", mc_dropout=1).predict(image, generate=False)
     assert one.uncertainty_method is None and all(o.uncertainty is None for o in one.observations.values())
-    assert {k: o.probability for k, o in one.observations.items()} == {k: o.probability for k, o in plain.observations.items()}
+    assert ({k: o.probability for k, o in one.observations.items()}
+            == {k: o.probability for k, o in plain.observations.items()})
     with pytest.raises(ConfigError, match="mc_dropout"):
         with_mc_dropout(model, 0)
     config = MultimodalConfig.load(tiny_model_dir)

@@ -160,7 +160,8 @@ def test_the_uncertainty_and_its_source_round_trip_through_the_sr(tiny_model_dir
         (deviation,) = find_content_items(probability[0], name=coded(STANDARD_DEVIATION), value_type="NUM")
         assert obs.uncertainty > 0 and deviation.value == pytest.approx(obs.uncertainty, abs=1e-6)
         assert deviation.unit == coded(NO_UNITS)
-        (population,) = find_content_items(probability[0], name=hd.sr.CodedConcept("121405", "DCM", "Population Description"))
+        (population,) = find_content_items(probability[0],
+                                           name=hd.sr.CodedConcept("121405", "DCM", "Population Description"))
         assert population.value == "mc_dropout samples"
     if shutil.which("dciodvfy"):
         check = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True)
