@@ -47,6 +47,30 @@ def point_in_boxes(x: float, y: float, boxes: list[tuple[float, float, float, fl
                for bx, by, bw, bh in boxes)
 
 
+def pointing_trials(heatmaps: np.ndarray, boxes: list[list[dict]], observations: list[str], image_size: int
+                    ) -> list[tuple[int, int, list, tuple[float, float], bool]]:
+    """Pointing-game trials: one per study and observation with boxes.
+
+    ``heatmaps [N, D, h, w]`` (logits or probabilities: only the arg-max counts), ``boxes`` per study a
+    list of ``{"label", "xywh"}`` in pixels of the ``image_size`` square (labels matched to
+    ``observations`` ignoring case and ``_``). A trial is ``(study index, observation index, boxes,
+    peak, hit)``, with the tolerance :func:`tolerance_px` of the square.
+    """
+    tolerance = tolerance_px((image_size, image_size))
+    index = {name.lower().replace("_", " "): d for d, name in enumerate(observations)}
+    trials = []
+    for n, study_boxes in enumerate(boxes):
+        by_label: dict[int, list] = {}
+        for box in study_boxes:
+            d = index.get(box["label"].lower().replace("_", " "))
+            if d is not None:
+                by_label.setdefault(d, []).append(tuple(box["xywh"]))
+        for d, rects in by_label.items():
+            x, y = heatmap_peak(heatmaps[n, d], image_size)
+            trials.append((n, d, rects, (x, y), point_in_boxes(x, y, rects, tolerance)))
+    return trials
+
+
 def pointing_game(hits: dict[str, list[bool]]) -> dict:
     """Aggregate pointing-game hits: ``{"per_observation": {name: {accuracy, n}}, "mean", "overall"}``.
 
