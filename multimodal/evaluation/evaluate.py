@@ -25,7 +25,7 @@ from multimodal.data.dataset import StudyDataset, collate_studies
 from multimodal.data.manifest import load_manifest
 from multimodal.evaluation.caption import caption_metrics
 from multimodal.evaluation.classification import classification_metrics, plot_roc
-from multimodal.evaluation.region import heatmap_peak, pointing_game, pointing_trials, save_overlay, tolerance_px, zone_f1
+from multimodal.evaluation.region import heatmap_peak, pointing_game, pointing_game_ci, pointing_trials, save_overlay, tolerance_px, zone_f1
 from multimodal.evaluation.trust import trust_metrics, trust_summary
 from multimodal.models.tta import with_tta
 from multimodal.models.modeling import MultimodalModel
@@ -146,7 +146,8 @@ def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split
         "macro_auroc": classification["macro"]["auroc"], "macro_auroc_ci": classification.get("ci", {}).get("macro_auroc"),
         "micro_auroc": classification["micro"]["auroc"], "macro_ap": classification["macro"]["ap"],
         "macro_f1": classification["macro"]["f1"],
-        "pointing_game": region["pointing_game"]["mean"], "zone_f1": region["zones"]["micro_f1"],
+        "pointing_game": region["pointing_game"]["mean"],
+        "pointing_game_ci": pointing_game_ci(trials, observations, n_bootstrap, seed), "zone_f1": region["zones"]["micro_f1"],
         **{k: (findings or {}).get(k) for k in SUMMARY_KEYS},
         "clinical_f1": clinical["micro"]["f1"] if clinical else None, **trust_summary(trust),
     }

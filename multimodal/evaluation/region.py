@@ -85,6 +85,29 @@ def pointing_game(hits: dict[str, list[bool]]) -> dict:
     }
 
 
+def pointing_game_ci(trials: list[tuple], observations: list[str], n_bootstrap: int = 500, seed: int = 0,
+                     level: float = 0.95) -> list[float] | None:
+    """Percentile bootstrap interval of the pointing game's ``mean`` (over observations), resampling
+    studies with replacement (a study's trials stay together). ``trials`` as from
+    :func:`pointing_trials`; None without trials or with ``n_bootstrap`` 0."""
+    if not trials or not n_bootstrap:
+        return None
+    studies = sorted({t[0] for t in trials})
+    by_study: dict[int, list[tuple[int, bool]]] = {n: [] for n in studies}
+    for n, d, _, _, hit in trials:
+        by_study[n].append((d, bool(hit)))
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(n_bootstrap):
+        hits: dict[str, list[bool]] = {}
+        for n in rng.choice(studies, size=len(studies), replace=True):
+            for d, hit in by_study[n]:
+                hits.setdefault(observations[d], []).append(hit)
+        means.append(pointing_game(hits)["mean"])
+    tail = (1 - level) / 2
+    return [float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))]
+
+
 def zone_f1(zone_probs: np.ndarray, zone_targets: np.ndarray, zone_mask: np.ndarray, zones: list[str],
             threshold: float = 0.5) -> dict:
     """Zone-level F1 over the (study, observation) pairs that carry zone labels.
