@@ -6,10 +6,10 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup system-deps demo test bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,txrv]'
+	$(PY) -m pip install -q -e '.[test,txrv,mlflow,wandb]'  # the trackers' extras, so their tests run
 	touch $@
 
 setup: system-deps $(VENV)/.installed

@@ -1,6 +1,6 @@
 """The report labeler measured against the IU X-ray codes and against CheXpert-convention hand labels.
 
-    python benchmarks/eval_labeler.py parts --out runs/labeler-data [--tune-limit 800]
+    python benchmarks/eval_labeler.py parts --out runs/labeler-data [--tune-limit N]
     python benchmarks/eval_labeler.py score --set hand-dev|hand-test|iu-tune|iu-test [--method rules ...]
         [--model runs/labeler] [--convention chexpert|iu] [--show-errors] [--json out.json]
 
@@ -9,9 +9,9 @@ the dev reports into ``tune`` (70 %, where the rules were developed) and ``heldo
 were hand-labelled (``benchmarks/data/iu_hand_labels.jsonl``), half ``dev`` (decisions) and half ``test``
 (reported once). ``iu-test`` is the held-out part minus the hand ``dev`` reports.
 
-``parts`` writes the JSONL inputs of ``mmdx label-train`` (``tune.jsonl``: the first ``--tune-limit`` tune
-reports in hash order; ``hand_dev.jsonl``; ``hand_labels.jsonl``). ``score`` prints per-observation
-precision / recall / F1 with 95 % bootstrap intervals (reports resampled, 1000 times) and, against the hand
+``parts`` writes the JSONL inputs of ``mmdx label-train`` (``tune.jsonl``: the tune reports with text, all of
+them or the first ``--tune-limit`` in hash order; never a held-out or hand-labelled one; ``hand_dev.jsonl``;
+``hand_labels.jsonl``). ``score`` prints per-observation precision / recall / F1 with 95 % bootstrap intervals (reports resampled, 1000 times) and, against the hand
 labels, the exact 4-class agreement (1 / 0 / -1 / blank). Mention-level: a labeler value of 1 or -1 counts
 as positive; against the IU codes the strict column counts only 1 (the codes mark positive findings).
 """
@@ -107,7 +107,15 @@ def agreement(refs: list[dict], preds: list[dict], strict: bool = False, boot: i
             "exact": float(same.mean()), "exact_ci": [float(x) for x in np.percentile(exact_boot, [2.5, 97.5])]}
 
 
-def write_parts(out: Path, tune_limit: int) -> None:
+def hedged_coded(refs: list[dict], preds: list[dict]) -> tuple[int, int]:
+    """How many of the labeler's uncertain (-1) values the reference codes as positive, of all of them: the
+    evidence for how the IU coders treat hedged findings (docs/labeler.md, "Counting against the codes")."""
+    pairs = [(r.get(o), p.get(o)) for r, p in zip(refs, preds) for o in CHEXPERT_OBSERVATIONS if o != "No Finding"]
+    hedged = [r for r, p in pairs if p == -1]
+    return sum(r == 1 for r in hedged), len(hedged)
+
+
+def write_parts(out: Path, tune_limit: int | None = None) -> None:
     """The JSONL inputs of ``mmdx label-train``: tune reports (rule labels), hand-dev reports and labels."""
     reports, hand = load_reports(), load_hand()
     out.mkdir(parents=True, exist_ok=True)
@@ -136,6 +144,7 @@ def score(a: argparse.Namespace) -> dict:
         res = agreement(refs, preds, strict=False)
         if a.set.startswith("iu-"):
             res["strict"] = agreement(refs, preds, strict=True)
+            res["hedged_coded"] = hedged_coded(refs, preds)
         results[method] = res
         print(f"\n## {a.set}, {method}, convention {a.convention}: {res['reports']} reports")
         strict = a.set.startswith("iu-")
@@ -148,6 +157,9 @@ def score(a: argparse.Namespace) -> dict:
         lo, hi = res["macro_f1_ci"]
         tail = f"strict macro {res['strict']['macro_f1']:.3f}" if strict else f"exact 4-class {res['exact']:.3f} [{res['exact_ci'][0]:.3f}, {res['exact_ci'][1]:.3f}]"
         print(f"| **macro** | | | | **{res['macro_f1']:.3f}** [{lo:.3f}, {hi:.3f}] | {tail} |")
+        if "hedged_coded" in res:
+            coded, total = res["hedged_coded"]
+            print(f"uncertain (-1) values the coders coded: {coded} of {total}")
         if a.show_errors:
             for uid, ref, pred, text in zip(uids, refs, preds, texts):
                 wrong = {o: (ref.get(o), pred.get(o)) for o in CHEXPERT_OBSERVATIONS if ref.get(o) != pred.get(o)}
@@ -161,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("parts", help="write the JSONL inputs of mmdx label-train")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--tune-limit", type=int, default=800, help="tune reports for the rules stage (default: 800)")
+    p.add_argument("--tune-limit", type=int, default=None, help="tune reports for the rules stage (default: all)")
     s = sub.add_parser("score", help="agreement of the labeler methods with a reference")
     s.add_argument("--set", choices=SETS, required=True)
     s.add_argument("--method", nargs="+", default=["rules"], choices=["rules", "bert", "ensemble"])

@@ -143,15 +143,22 @@ UNCERTAIN_POLICIES: tuple[str, ...] = ("ignore", "zeros", "ones")
 UNCERTAIN_CHOICES: tuple[str, ...] = ("keep", "U-Ignore", "U-Ones", "U-Zeros")
 
 
-def apply_uncertain_policy(values: dict[str, int | None], policy: str | None) -> dict[str, int | None]:
-    """``values`` with every -1 replaced as ``policy`` says, in the dataset layouts' spelling
-    (:data:`UNCERTAIN_CHOICES`, any case) or the model config's (:data:`UNCERTAIN_POLICIES`):
-    ignore -> None (not used for training), zeros -> 0, ones -> 1; ``None`` or "keep" keeps -1.
-    ValueError names the known policies."""
+_UNCERTAIN_VALUE: dict[str, int | None] = {"keep": -1, "ignore": None, "zeros": 0, "ones": 1}
+
+
+def uncertain_value(policy: str | None) -> int | None:
+    """What an uncertain (-1) label becomes under ``policy``, in the dataset layouts' spelling
+    (:data:`UNCERTAIN_CHOICES`, any case) or the model config's (:data:`UNCERTAIN_POLICIES`): ignore ->
+    None (not used for training), zeros -> 0, ones -> 1; ``None`` or "keep" -> -1. The one
+    implementation behind ``mmdx label --uncertain``, ``mmdx manifest --uncertain`` and every manifest
+    writer. ValueError names the known policies."""
     name = (policy or "keep").lower().removeprefix("u-")
-    if name == "keep":
-        return dict(values)
-    if name not in UNCERTAIN_POLICIES:
+    if name not in _UNCERTAIN_VALUE:
         raise ValueError(f"unknown uncertain policy {policy!r}; expected one of {', '.join(UNCERTAIN_CHOICES)}")
-    replacement = {"ignore": None, "zeros": 0, "ones": 1}[name]
+    return _UNCERTAIN_VALUE[name]
+
+
+def apply_uncertain_policy(values: dict[str, int | None], policy: str | None) -> dict[str, int | None]:
+    """``values`` with every -1 replaced as ``policy`` says (:func:`uncertain_value`)."""
+    replacement = uncertain_value(policy)
     return {k: replacement if v == -1 else v for k, v in values.items()}

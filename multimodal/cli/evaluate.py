@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(any meta key works; default: none)")
     s.add_argument("--tta", type=int, default=None,
                    help="test-time augmentation passes averaged per study (default: 1; no augmentation)")
+    s.add_argument("--mc-dropout", type=int, default=None,
+                   help="Monte Carlo dropout passes averaged per study (default: 1; no MC dropout)")
     s.add_argument("--no-findings", action="store_true", help="skip findings generation and its metrics")
     s.set_defaults(func=run)
 
@@ -33,6 +35,7 @@ def run(a: argparse.Namespace) -> int:
 
     metrics = evaluate(a.model, a.manifest, out=a.out, generate=not a.no_findings,
                        by=a.by.split(",") if a.by else None,
-                       **given(a, split="split", batch_size="batch_size", device="device", tta="tta"))
+                       **given(a, split="split", batch_size="batch_size", device="device", tta="tta",
+                               mc_dropout="mc_dropout"))
     print_json(metrics.get("summary", {}), indent=2)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from multimodal.cli._common import add_command, given
+from preprocessing.vocab import UNCERTAIN_CHOICES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--convention", default=None, choices=["chexpert", "iu"],
                    help="how the rules read the text: CheXpert's or the IU coders' (default: chexpert)")
     s.add_argument("--observations", default=None, help="observation set of the rules (default: chexpert)")
-    s.add_argument("--uncertain", default=None, choices=["keep", "U-Ignore", "U-Ones", "U-Zeros"],
-                   help="uncertain (-1) labels kept, ignored (null), read as 1 or as 0, as in mmdx manifest "
-                        "(default: keep)")
+    s.add_argument("--uncertain", default=None, choices=UNCERTAIN_CHOICES,
+                   help="uncertain (-1) labels kept, ignored (null), read as 1 or as 0; the same policy as "
+                        "mmdx manifest --uncertain (default: keep)")
     s.add_argument("--batch-size", type=int, default=None, help="reports per batch of the learned labeler (default: 32)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=run)
@@ -38,6 +39,6 @@ def run(a: argparse.Namespace) -> int:
 
     n = label_file(a.input, a.out, fields=a.fields.split(","), progress=not a.quiet,
                    **given(a, id_field="id_field", method="method", model="model", convention="convention",
-                           observations="observations", uncertain_policy="uncertain", batch_size="batch_size"))
+                           observations="observations", uncertain="uncertain", batch_size="batch_size"))
     print(f"labelled {n} reports -> {a.out}")
     return 0

@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--epochs", type=int, default=None, help="passes over the reports (default: 2)")
     s.add_argument("--batch-size", type=int, default=None, help="reports per step (default: 16)")
     s.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW (default: 5e-5)")
+    s.add_argument("--balance", type=float, default=None,
+                   help="class weights = frequency ** -balance "
+                        "(default: 0.5; 0 plain cross entropy, 1 inverse frequency)")
+    s.add_argument("--freeze-layers", type=int, default=None,
+                   help="keep the embeddings and the encoder's first N layers fixed (default: 0; faster CPU steps)")
     s.add_argument("--seed", type=int, default=None, help="shuffling and initialisation seed (default: 0)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=run)
@@ -41,6 +46,7 @@ def run(a: argparse.Namespace) -> int:
     out = train_from_files(a.input, a.out, fields=a.fields.split(","), progress=not a.quiet,
                            **given(a, labels="labels", id_field="id_field", init="init", encoder="encoder", encoder_layers="encoder_layers",
                                    convention="convention", max_length="max_length", epochs="epochs",
-                                   batch_size="batch_size", lr="lr", seed="seed"))
+                                   batch_size="batch_size", lr="lr", balance="balance",
+                                   freeze_layers="freeze_layers", seed="seed"))
     print(f"saved the labeler -> {out}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from multimodal.cli._common import add_command, given
+from preprocessing.vocab import UNCERTAIN_CHOICES
 
 DATASETS = ("dicom", "nih", "mimic-cxr", "chexpert", "iu", "vindr-cxr", "rsna-pneumonia", "padchest")
 
@@ -23,8 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                "<out>.errors.jsonl")
     s.add_argument("--reports", default=None, help="mimic-cxr: folder of the extracted reports "
                                                    "(files/pXX/pSUBJECT/sSTUDY.txt; default: ROOT)")
-    s.add_argument("--uncertain", default=None, choices=["keep", "U-Ignore", "U-Ones", "U-Zeros"],
-                   help="chexpert: uncertain (-1) labels kept, ignored, read as 1 or as 0 (default: keep)")
+    s.add_argument("--uncertain", default=None, choices=UNCERTAIN_CHOICES,
+                   help="chexpert, mimic-cxr, iu: uncertain (-1) labels kept, ignored, read as 1 or as 0; the same "
+                        "policy as mmdx label --uncertain (default: keep)")
+    s.add_argument("--convention", default=None, choices=["chexpert", "iu"],
+                   help="iu: how the report labeler reads the text, as mmdx label --convention (default: chexpert)")
     s.add_argument("--boxed-only", action="store_true", default=None,
                    help="nih: only the images with radiologist boxes (default: all)")
     s.set_defaults(func=run)
@@ -34,6 +38,7 @@ def run(a: argparse.Namespace) -> int:
     from multimodal.data.layouts import write_layout_manifest
 
     path = write_layout_manifest(a.dataset, a.root, out=a.out,
-                                 **given(a, reports="reports", uncertain="uncertain", boxed_only="boxed_only"))
+                                 **given(a, reports="reports", uncertain="uncertain", convention="convention",
+                                         boxed_only="boxed_only"))
     print(f"manifest: {path}")
     return 0

@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--tta", type=int, default=None,
                    help="test-time augmentation passes (shifts, scales, rotations, gamma; never a flip) "
                         "averaged per study; their spread is the uncertainty (default: 1; no augmentation)")
+    s.add_argument("--mc-dropout", type=int, default=None,
+                   help="Monte Carlo dropout passes (dropout layers on, fixed seed) averaged per study; their "
+                        "spread is the uncertainty; with --tta, each augmented pass runs them "
+                        "(default: 1; no MC dropout)")
     s.add_argument("--no-findings", action="store_true", help="skip findings text generation")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=run)
@@ -41,6 +45,7 @@ def run(a: argparse.Namespace) -> int:
     summary = score(a.model, a.input, out=a.out, sr_dir=a.sr_dir, heatmap_dir=a.heatmaps,
                     generate=not a.no_findings, progress=not a.quiet,
                     **given(a, batch_size="batch_size", workers="workers", threads="threads", device="device",
-                            precision="precision", output_format="format", tta="tta"))
+                            precision="precision", output_format="format", tta="tta",
+                            mc_dropout="mc_dropout"))
     print_json(summary)
     return 0

@@ -16,11 +16,11 @@ from typing import Any
 import pydicom
 
 from multimodal.data.manifest import Box, StudyRecord, write_manifest
-from preprocessing.errors import ManifestError
-from preprocessing.report_labeler import label_report
+from preprocessing.errors import ConfigError, ManifestError
+from preprocessing.report_labeler import join_fields, label_report
 from preprocessing.transforms import letterbox_geometry
 from preprocessing.views import view_of
-from preprocessing.vocab import NIH_OBSERVATIONS, ZONE_BOXES, apply_uncertain_policy
+from preprocessing.vocab import NIH_OBSERVATIONS, ZONE_BOXES, apply_uncertain_policy, uncertain_value
 
 log = logging.getLogger(__name__)
 
@@ -177,27 +177,34 @@ def manifest_from_nih(path: str | Path, out: str | Path | None = None) -> Path:
 
 
 def manifest_from_iu(path: str | Path, out: str | Path | None = None, convention: str = "chexpert",
-                     uncertain_policy: str | None = None) -> Path:
+                     uncertain: str | None = "keep") -> Path:
     """A TEXT-ONLY manifest from the IU X-ray reports (``reports_dev.jsonl`` or its folder).
 
     The images of these reports are not available here, so ``images`` is empty. ``text`` is the
     indication, ``findings`` the findings; labels (CheXpert's 14) and zones come from the
-    project's report labeler on findings + impression under ``convention`` ("chexpert" or "iu"), with
-    ``uncertain_policy`` applied as ``mmdx label --uncertain`` does (None keeps -1). The file's
+    project's report labeler on findings + impression (joined as ``mmdx label`` joins them) under
+    ``convention`` ("chexpert" or "iu"), uncertain labels as ``uncertain`` says (keep, U-Ignore, U-Ones,
+    U-Zeros: :func:`preprocessing.vocab.uncertain_value`, the one policy of ``mmdx label`` and the dataset
+    layouts), so its labels equal ``mmdx label``'s for the same options. The file's
     R2Gen split is kept for train/val; its "unsplit" studies (R2Gen's test studies are among them)
     become "test".
     """
+    try:
+        uncertain_value(uncertain)
+    except ValueError as err:
+        raise ConfigError("uncertain", str(err)) from err
     source = _source_file(path, IU_REPORTS)
     out = Path(out) if out is not None else source.parent / "manifest.jsonl"
     records = []
     for number, row in _read_jsonl(source):
         uid = str(_require(source, number, row, "uid"))
         findings, impression = row.get("findings") or "", row.get("impression") or ""
-        labels = label_report(f"{findings} {impression}".strip(), "chexpert", convention)
+        labels = label_report(join_fields(row, ("findings", "impression")), "chexpert", convention)
         split = row.get("split") if row.get("split") in ("train", "val", "test") else "test"
         records.append(StudyRecord(
             study_id=f"iu-{uid}", text=row.get("indication") or "", findings=findings,
-            labels=apply_uncertain_policy(labels.values, uncertain_policy), regions={k: v for k, v in labels.zones.items() if v}, split=split,
+            labels=apply_uncertain_policy(labels.values, uncertain),
+            regions={k: v for k, v in labels.zones.items() if v}, split=split,
             meta={"impression": impression, "comparison": row.get("comparison") or "",
                   "expected_images": row.get("expected_images") or [], "problems": row.get("problems") or []},
         ))

@@ -27,8 +27,9 @@ from multimodal.evaluation.caption import caption_metrics
 from multimodal.evaluation.classification import classification_metrics, plot_roc
 from multimodal.evaluation.region import heatmap_peak, pointing_game, pointing_game_ci, pointing_trials, save_overlay, tolerance_px, zone_f1
 from multimodal.evaluation.trust import trust_metrics, trust_summary
-from multimodal.models.tta import with_tta
+from multimodal.models.mc_dropout import with_mc_dropout
 from multimodal.models.modeling import MultimodalModel
+from multimodal.models.tta import with_tta
 from preprocessing.errors import ConfigError
 
 SUMMARY_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
@@ -43,7 +44,7 @@ def predict(model: MultimodalModel, loader: DataLoader, device: torch.device, ge
     ``[N, D, h, w]`` (probabilities),
     ``zone_probs``/``zone_targets`` ``[N, D, Z]``, ``zone_mask`` ``[N, D]``, ``images`` ``[N, S, S]``
     (first view, normalised), ``study_ids``, ``boxes`` (model-input pixels) and ``generated`` (str or
-    None per study), ``uncertainty_method`` (None, ``"ensemble"``, ``"tta"``, ...).
+    None per study), ``uncertainty_method`` (None, ``"ensemble"``, ``"tta"``, ``"mc_dropout"``, ...).
     """
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     keys = ("probs", "logits", "uncertainty", "labels", "label_mask", "heatmaps", "zone_probs", "zone_targets",
@@ -93,12 +94,13 @@ def region_metrics(pred: dict[str, Any], observations: list[str], zones: list[st
 def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split: str | None = "test",
              batch_size: int = 16, device: str | None = None, generate: bool = True, n_bootstrap: int = 500,
              overlays: int = 8, num_workers: int = 0, seed: int = 0, by: list[str] | None = None,
-             tta: int = 1) -> dict[str, Any]:
+             tta: int = 1, mc_dropout: int = 1) -> dict[str, Any]:
     """Evaluate a saved model on the studies of ``manifest`` in ``split`` (all studies when None).
 
     Classification uses the thresholds stored in the model's config (tuned on validation during
     training). ``by``: manifest fields for the subgroup table (e.g. ``["sex", "age_band", "view"]``);
-    ``tta``: test-time augmentation passes (1: none). Returns the dict written to ``out/metrics.json``;
+    ``tta``: test-time augmentation passes (1: none); ``mc_dropout``: MC-dropout passes (1: none;
+    with both, each augmented pass runs them). Returns the dict written to ``out/metrics.json``;
     the ``calibration``, ``selective`` and ``subgroups`` sections come from
     :func:`~multimodal.evaluation.trust.trust_metrics`. ``result["summary"]`` holds
     ``macro_auroc`` (+ ``macro_auroc_ci``), ``micro_auroc``, ``macro_ap``, ``macro_f1``,
@@ -108,7 +110,7 @@ def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = with_tta(MultimodalModel.from_pretrained(model_dir, device=dev), tta)
+    model = with_tta(with_mc_dropout(MultimodalModel.from_pretrained(model_dir, device=dev), mc_dropout), tta)
     config = model.config
     records = load_manifest(manifest, splits=split)
     if not records:
@@ -152,7 +154,8 @@ def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split
         "clinical_f1": clinical["micro"]["f1"] if clinical else None, **trust_summary(trust),
     }
     result = {"summary": summary, "model": str(model_dir), "manifest": str(manifest), "split": split, "tta": tta,
-              "classification": classification, "region": region, "findings": findings, "clinical": clinical, **trust}
+              "mc_dropout": mc_dropout, "classification": classification, "region": region, "findings": findings,
+              "clinical": clinical, **trust}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

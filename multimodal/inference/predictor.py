@@ -26,8 +26,9 @@ from pydicom import Dataset
 
 from multimodal.inference.prepare import PreparedStudy, View, candidates_for, make_preparer, prepare_candidates
 from multimodal.inference.results import ObservationResult, Peak, StudyResult, write_heatmaps
-from multimodal.models.tta import with_tta
 from multimodal.models.calibration import decide
+from multimodal.models.mc_dropout import with_mc_dropout
+from multimodal.models.tta import with_tta
 from multimodal.models.model_card import weights_sha256
 from preprocessing.errors import ConfigError, ImageReadError
 
@@ -50,8 +51,8 @@ class Predictor:
     """
 
     def __init__(self, model, device: torch.device, precision: str, model_dir: str | Path | None = None,
-                 num_beams: int = 1, tta: int = 1):
-        self.model = with_tta(model, tta).eval()
+                 num_beams: int = 1, tta: int = 1, mc_dropout: int = 1):
+        self.model = with_tta(with_mc_dropout(model, mc_dropout), tta).eval()
         self.config = model.config
         self.tokenizer = model.tokenizer
         self.device = device
@@ -74,12 +75,14 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: str | None = None, precision: str | None = None,
-                        num_beams: int = 1, tta: int = 1) -> Predictor:
+                        num_beams: int = 1, tta: int = 1, mc_dropout: int = 1) -> Predictor:
         """Load ``model_dir`` (a model or an ensemble directory) once. ``device``: None picks CUDA when
         present, else CPU. ``precision``: ``fp32`` / ``bf16`` / ``fp16`` (autocast), ``int8`` (CPU:
         dynamic int8 Linear layers, :mod:`multimodal.compression.quantize`); None means bf16 on CUDA,
         fp32 on CPU. ``num_beams``: beam width of findings generation (1 = greedy). ``tta``: test-time
-        augmentation passes (1: none; see :mod:`multimodal.models.tta`)."""
+        augmentation passes (1: none; see :mod:`multimodal.models.tta`). ``mc_dropout``: dropout passes
+        (1: none; see :mod:`multimodal.models.mc_dropout`); with both, every augmented pass runs
+        ``mc_dropout`` dropout passes."""
         from multimodal.models.modeling import MultimodalModel
 
         dev = resolve_device(device)
@@ -93,7 +96,7 @@ class Predictor:
             if dev.type != "cpu":
                 raise ConfigError("precision", f"int8 runs on the CPU only, not {dev}")
             model = quantize_int8(model)
-        return cls(model, dev, precision, model_dir=model_dir, num_beams=num_beams, tta=tta)
+        return cls(model, dev, precision, model_dir=model_dir, num_beams=num_beams, tta=tta, mc_dropout=mc_dropout)
 
     def preparer(self, keep_headers: bool = False) -> functools.partial:
         """:func:`prepare_study` for this model (see :func:`make_preparer`)."""

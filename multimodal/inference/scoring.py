@@ -58,7 +58,8 @@ OUTPUT_FORMATS = ("jsonl", "csv", "parquet")
 def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, batch_size: int = 8,
           workers: int | None = None, threads: int | None = None, device: str | None = None,
           precision: str | None = None, sr_dir: str | Path | None = None, heatmap_dir: str | Path | None = None,
-          output_format: str = "jsonl", generate: bool = True, progress: bool = True, tta: int = 1) -> dict:
+          output_format: str = "jsonl", generate: bool = True, progress: bool = True, tta: int = 1,
+          mc_dropout: int = 1) -> dict:
     """Score every study found in ``inputs``; return the summary (also printed as one line).
 
     ``out``: results file (``.jsonl``, ``.csv`` or ``.parquet`` per ``output_format``);
@@ -73,7 +74,8 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     ``studies_per_s`` (over the whole call), ``steady_studies_per_s`` (from the first batch on,
     i.e. without start-up: discovery, model load, the first batch's decoding), ``out``, ``errors``,
     ``skipped_inputs`` (the skipped file). ``tta``: test-time augmentation passes
-    (:mod:`multimodal.models.tta`; 1: none).
+    (:mod:`multimodal.models.tta`; 1: none); ``mc_dropout``: MC-dropout passes
+    (:mod:`multimodal.models.mc_dropout`; 1: none; its samples depend on ``batch_size``).
     """
     from multimodal.inference.predictor import Predictor, resolve_device
     from multimodal.inference.prepare import make_preparer
@@ -104,7 +106,8 @@ def score(model_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, 
         # The decoder starts decoding on construction: the model loads meanwhile.
         with StudyDecoder(todo, prepare, workers, prefetch=(lanes + 2) * batch_size) as decoder, \
                 _progress(len(todo), progress and rank == 0) as bar, lane_pool(dev, lanes) as pool:
-            predictor = Predictor.from_pretrained(model_dir, device=dev, precision=precision, tta=tta)
+            predictor = Predictor.from_pretrained(model_dir, device=dev, precision=precision, tta=tta,
+                                                  mc_dropout=mc_dropout)
             t_first = _run_batches(predictor, _batches(decoder, batch_size), pool, lanes, generate, writer, bar)
     finally:
         writer.close()

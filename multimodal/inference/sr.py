@@ -6,7 +6,11 @@ Layout of the content tree (root: TID 1500 "Imaging Measurement Report"):
   config hash);
 * image library: the source images;
 * one TID 1501 measurement group per observation: ``finding type`` = the observation, a
-  ``Probability`` measurement (unit "no units", in [0, 1]) and a qualitative evaluation Present /
+  ``Probability`` measurement (unit "no units", in [0, 1]; when the result has an uncertainty, the
+  probability's Derivation is Mean (SNOMED CT 373098007) and its TID 310/311 measurement
+  properties hold the uncertainty as "Standard deviation of population" (DCM 121414, unit "no
+  units") with the samples it came from (``ensemble``, ``tta``, ``mc_dropout``, ...) as the
+  "Population Description" text) and a qualitative evaluation Present /
   Absent / Indeterminate (SNOMED CT 52101004 / 272519000 / 82334004: the result's decision, from the
   model's threshold and indeterminate band), with TID 4019 algorithm identification;
 * per positive observation, TID 1410 planar-ROI groups on the frontal source image: a ``POINT`` at
@@ -14,9 +18,9 @@ Layout of the content tree (root: TID 1500 "Imaging Measurement Report"):
   sites), in the source image's pixel coordinates;
 * a "Qualitative Evaluations" container (TID 1500 row 12) holding the generated findings as TEXT.
 
-Observations are coded in SNOMED CT / DICOM (``preprocessing.codes``), zones as SNOMED CT anatomy
-with laterality; the private scheme ``99MMDX`` only for concepts no standard covers (declared in
-the Coding Scheme Identification Sequence when used).
+Observations are coded in SNOMED CT / DICOM (``preprocessing.codes``: only codes PS3.16 lists),
+zones as SNOMED CT anatomy with laterality; the private scheme ``99MMDX`` for concepts without a
+checked standard code (declared in the Coding Scheme Identification Sequence when used).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from pydicom.valuerep import DA, DT, TM
 from pydicom.uid import generate_uid
 
 from multimodal.inference.results import SourceImage, StudyResult
-from preprocessing.codes import ABSENT, INDETERMINATE, NO_UNITS, PRESENT, PRIVATE_SCHEME, PROBABILITY, Code, observation_code, zone_site
+from preprocessing.codes import (ABSENT, INDETERMINATE, MEAN, NO_UNITS, PRESENT, PRIVATE_SCHEME, PROBABILITY,
+                                 STANDARD_DEVIATION, Code, observation_code, zone_site)
 from preprocessing.errors import MmdxError
 from preprocessing.vocab import ZONE_BOXES
 
@@ -84,7 +89,7 @@ def to_structured_report(result: StudyResult, source_datasets: Sequence[Dataset]
     context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
         observer_type=codes.DCM.Device, observer_identifying_attributes=device))
 
-    groups: list = [_observation_group(obs_name, obs, algorithm, frontal)
+    groups: list = [_observation_group(obs_name, obs, algorithm, frontal, result.uncertainty_method)
                     for obs_name, obs in result.observations.items()]
     region_source = hd.sr.SourceImageForRegion.from_source_image(frontal)
     geometry = result.sources[0] if result.sources else None
@@ -157,16 +162,30 @@ def _parses(element) -> bool:
     return True
 
 
-def _observation_group(name: str, obs, algorithm, frontal: Dataset) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+def _observation_group(name: str, obs, algorithm, frontal: Dataset,
+                       uncertainty_method: str | None) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     concept = coded(observation_code(name))
     probability = hd.sr.Measurement(name=coded(PROBABILITY), value=float(obs.probability),
-                                    unit=coded(NO_UNITS), algorithm_id=algorithm)
+                                    unit=coded(NO_UNITS), algorithm_id=algorithm,
+                                    **_spread(obs.uncertainty, uncertainty_method))
     decision = hd.sr.QualitativeEvaluation(name=concept, value=decision_code(obs))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=name),
         finding_type=concept, algorithm_id=algorithm, measurements=[probability],
         qualitative_evaluations=[decision],
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(frontal)])
+
+
+def _spread(uncertainty: float | None, method: str | None) -> dict:
+    """The Probability measurement's derivation (Mean) and properties (the samples' standard
+    deviation, TID 311) when the result has an uncertainty; nothing for one plain pass."""
+    if uncertainty is None:
+        return {}
+    deviation = hd.sr.NumContentItem(name=coded(STANDARD_DEVIATION), value=float(uncertainty), unit=coded(NO_UNITS),
+                                     relationship_type=hd.sr.RelationshipTypeValues.HAS_PROPERTIES)
+    population = f"{method or 'model'} samples"
+    return {"derivation": coded(MEAN), "properties": hd.sr.MeasurementProperties(
+        measurement_statistical_properties=hd.sr.MeasurementStatisticalProperties([deviation], description=population))}
 
 
 def decision_code(obs) -> hd.sr.CodedConcept:

@@ -1,8 +1,11 @@
 """A learned report labeler in the manner of CheXbert (Smit et al., 2020).
 
-A BERT encoder (the packaged MiniLM by default, any Hugging Face path or id) reads the report; its
-``[CLS]`` vector feeds one linear head per observation with four classes, ``blank`` (not mentioned),
-``positive``, ``negative`` and ``uncertain``. It is trained on reports labelled by the rules
+A BERT encoder (the packaged MiniLM by default, any Hugging Face path or id) reads the report; one
+4-class head per observation (``blank`` (not mentioned), ``positive``, ``negative``, ``uncertain``)
+reads either the ``[CLS]`` vector (CheXbert's choice) or, by default, its own attention-weighted mean of
+the token vectors (one learned query per observation, as label-wise attention in text classification:
+each observation looks at the words about it, which a short CPU fine-tuning learns far sooner than a
+single ``[CLS]`` vector serving fourteen heads). It is trained on reports labelled by the rules
 (:mod:`preprocessing.report_labeler`) and then on a smaller hand-labelled set
 (:mod:`multimodal.labeling.training`). Saved like :class:`~multimodal.models.modeling.MultimodalModel`:
 ``labeler_config.json`` (with the encoder's own config, so nothing is downloaded on load),
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -47,6 +50,8 @@ class BertLabelerConfig(BaseModel):
     encoder_layers: int | None = Field(None, ge=1, description="keep only the encoder's first N layers "
                                                                 "(None: all); fewer layers train and label faster")
     max_length: int = Field(128, ge=8, le=512, description="tokens per report; longer reports are cut")
+    pooling: Literal["attention", "cls"] = Field("attention", description="what each head reads: its own "
+                                                 "attention-weighted mean of the tokens, or the [CLS] vector")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="before the heads")
     ensemble_threshold: float = Field(0.9, ge=0.0, le=1.0, description="the ensemble takes this model's class "
                                                                         "over the rules' when its probability is at least this")
@@ -73,7 +78,7 @@ class BertLabelerConfig(BaseModel):
 
 
 class BertLabeler(nn.Module):
-    """BERT + one 4-class linear head per observation over the ``[CLS]`` vector."""
+    """BERT + one 4-class linear head per observation over its attention-pooled tokens (or ``[CLS]``)."""
 
     def __init__(self, config: BertLabelerConfig, load_pretrained: bool = True, tokenizer: Any = None):
         super().__init__()
@@ -99,12 +104,24 @@ class BertLabeler(nn.Module):
             self.encoder.config.num_hidden_layers = config.encoder_layers
         self.config.encoder_config = self.encoder.config.to_diff_dict()
         self.dropout = nn.Dropout(config.dropout)
-        self.heads = nn.Linear(self.encoder.config.hidden_size, len(config.observations) * len(CLASSES))
+        width, n_obs = self.encoder.config.hidden_size, len(config.observations)
+        if config.pooling == "attention":
+            self.queries = nn.Parameter(torch.randn(n_obs, width) * width ** -0.5)
+        self.heads = nn.Linear(width, n_obs * len(CLASSES))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token ids and mask ``[B, T]`` -> logits ``[B, O, 4]`` (classes in :data:`CLASSES` order)."""
-        cls = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
-        return self.heads(self.dropout(cls)).view(-1, len(self.config.observations), len(CLASSES))
+        tokens = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
+        n_obs = len(self.config.observations)
+        weight = self.heads.weight.view(n_obs, len(CLASSES), -1)  # [O, 4, H]
+        bias = self.heads.bias.view(n_obs, len(CLASSES))
+        if self.config.pooling == "cls":
+            pooled = self.dropout(tokens[:, 0]).unsqueeze(1).expand(-1, n_obs, -1)  # [B, O, H]
+        else:
+            scores = torch.einsum("bth,oh->bot", tokens, self.queries) * tokens.shape[-1] ** -0.5
+            scores = scores.masked_fill(attention_mask[:, None, :] == 0, torch.finfo(scores.dtype).min)
+            pooled = self.dropout(torch.einsum("bot,bth->boh", scores.softmax(-1), tokens))
+        return torch.einsum("boh,och->boc", pooled, weight) + bias
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Normalised, padded and cut to ``max_length``: ``input_ids`` and ``attention_mask`` ``[B, T]``."""

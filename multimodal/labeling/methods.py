@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 
 from multimodal.labeling.bert_labeler import CLASS_VALUES, BertLabeler
-from preprocessing.errors import MmdxError
+from preprocessing.errors import ConfigError, MmdxError
 from preprocessing.labeler.lexicon import CONVENTIONS, DEFAULT_CONVENTION
 from preprocessing.report_labeler import NO_FINDING, SUPPORT_DEVICES, label_report, read_reports, stated_codes
-from preprocessing.vocab import apply_uncertain_policy, resolve_observations
+from preprocessing.vocab import apply_uncertain_policy, resolve_observations, uncertain_value
 
 METHODS = ("rules", "bert", "ensemble")
 
@@ -77,22 +77,22 @@ def label_texts(texts: list[str], method: str = "rules", model: str | BertLabele
 def label_file(input_path: str | Path, out_path: str | Path, fields: list[str] | tuple[str, ...] = ("findings", "impression"),
                method: str = "rules", model: str | None = None, convention: str = DEFAULT_CONVENTION,
                observations: str | list[str] = "chexpert", id_field: str | None = None,
-               uncertain_policy: str | None = None, batch_size: int = 32, progress: bool = False) -> int:
+               uncertain: str | None = "keep", batch_size: int = 32, progress: bool = False) -> int:
     """Label every line of a JSONL file of reports; write one JSON line per input line; return the line count.
 
     Each output line holds ``id``, ``line``, ``text`` (see :func:`preprocessing.report_labeler.read_reports`),
     ``method`` and the labels of :func:`label_texts`; a line that is not a JSON object gives ``{"id": null,
-    "line": n, "error": "..."}`` and labelling goes on. ``uncertain_policy`` ("keep" / None, "U-Ignore",
-    "U-Ones", "U-Zeros", as ``mmdx manifest --uncertain``) rewrites uncertain values as the dataset
-    layouts do. Raises :class:`MmdxError`
-    for a missing input, an unknown method, convention, observation list or policy.
+    "line": n, "error": "..."}`` and labelling goes on. ``uncertain`` ("keep" / None, "U-Ignore", "U-Ones",
+    "U-Zeros": :func:`preprocessing.vocab.uncertain_value`, as ``mmdx manifest --uncertain`` and the
+    manifest writers) rewrites uncertain values. Raises :class:`MmdxError` for a missing input, an unknown
+    method, convention or observation list, :class:`ConfigError` (key ``uncertain``) for an unknown policy.
     """
     if convention not in CONVENTIONS:
         raise MmdxError(f"--convention: expected one of {', '.join(CONVENTIONS)}, got {convention!r}")
     try:
-        apply_uncertain_policy({}, uncertain_policy)
+        uncertain_value(uncertain)
     except ValueError as err:
-        raise MmdxError(f"--uncertain: {err}") from err
+        raise ConfigError("uncertain", str(err)) from err
     try:
         resolve_observations(observations)
     except ValueError as err:
@@ -106,7 +106,7 @@ def label_file(input_path: str | Path, out_path: str | Path, fields: list[str] |
         for row in rows:
             if "error" not in row:
                 found = next(labels)
-                values = apply_uncertain_policy(found["values"], uncertain_policy)
+                values = apply_uncertain_policy(found["values"], uncertain)
                 row |= {"method": method, **found, "values": values, "codes": stated_codes(values)}
             dst.write(json.dumps(row) + "\n")
     return len(rows)

@@ -63,6 +63,30 @@ class MultimodalOutput:
     uncertainty_method: str | None = None
 
 
+def averaged_output(outputs: list[MultimodalOutput], heat_probs: torch.Tensor, source: str) -> MultimodalOutput:
+    """One output from several passes over the same batch (TTA, MC dropout).
+
+    ``probs`` (the reported, calibrated ones) and zone probabilities are averaged, ``logits`` are
+    the logit of the mean raw probability, ``heatmaps`` the logit of ``heat_probs`` (the caller's
+    averaged heat-map probabilities ``[B, D, h, w]``). ``sample_probs`` ``[B, K, D]`` keeps every
+    pass (every member of every pass when the passes are an ensemble's), and
+    ``uncertainty_method`` names ``source`` after the passes' own (``"ensemble+tta"``). The rest
+    (fused states, masks, loss) is the first pass's.
+    """
+    first = outputs[0]
+    samples = torch.cat([o.probs.float()[:, None] if o.sample_probs is None else o.sample_probs.float()
+                         for o in outputs], 1)
+    zone_probs = torch.stack([o.zone_probs.float() for o in outputs]).mean(0)
+    raw = torch.stack([o.logits.float().sigmoid() for o in outputs]).mean(0)
+    method = source if first.uncertainty_method is None else f"{first.uncertainty_method}+{source}"
+    return MultimodalOutput(
+        logits=torch.logit(raw, eps=1e-6), probs=torch.stack([o.probs.float() for o in outputs]).mean(0),
+        heatmaps=torch.logit(heat_probs, eps=1e-6), zone_logits=torch.logit(zone_probs, eps=1e-6),
+        zone_probs=zone_probs, fused_image=first.fused_image, fused_text=first.fused_text,
+        image_mask=first.image_mask, text_mask=first.text_mask, loss=first.loss, losses=first.losses,
+        sample_probs=samples, uncertainty_method=method)
+
+
 class MultimodalModel(nn.Module):
     """Chest-radiograph model: diseases, where they are, and findings text, from images + indication.
 

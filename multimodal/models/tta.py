@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multimodal.models.modeling import MultimodalOutput
+from multimodal.models.modeling import MultimodalOutput, averaged_output
 from preprocessing.letterbox import IMAGE_MEAN, IMAGE_STD
 
 SEED = 0
@@ -117,19 +117,7 @@ class TTAModel(nn.Module):
         for variant, out in zip(self.plan, outputs):
             back, weight = map_back(out.heatmaps.float().sigmoid(), variant)
             heat, seen = heat + back * weight, seen + weight
-        first = outputs[0]
-        # With an ensemble inside, every member of every pass is a sample.
-        samples = torch.cat([o.probs.float()[:, None] if o.sample_probs is None else o.sample_probs.float()
-                             for o in outputs], 1)
-        zone_probs = torch.stack([o.zone_probs.float() for o in outputs]).mean(0)
-        raw = torch.stack([o.logits.float().sigmoid() for o in outputs]).mean(0)
-        method = "tta" if first.uncertainty_method is None else f"{first.uncertainty_method}+tta"
-        return MultimodalOutput(
-            logits=torch.logit(raw, eps=1e-6), probs=torch.stack([o.probs.float() for o in outputs]).mean(0),
-            heatmaps=torch.logit(heat / seen.clamp_min(1e-6), eps=1e-6), zone_logits=torch.logit(zone_probs, eps=1e-6),
-            zone_probs=zone_probs, fused_image=first.fused_image, fused_text=first.fused_text,
-            image_mask=first.image_mask, text_mask=first.text_mask, loss=first.loss, losses=first.losses,
-            sample_probs=samples, uncertainty_method=method)
+        return averaged_output(outputs, heat / seen.clamp_min(1e-6), "tta")
 
     def generate_findings(self, *args, **kwargs) -> list[str]:
         return self.model.generate_findings(*args, **kwargs)

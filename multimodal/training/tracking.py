@@ -4,7 +4,9 @@
 the runs beside this one (``RUN_DIR/../mlruns``, or ``MLFLOW_TRACKING_URI`` when set) under the
 experiment ``mmdx``; ``wandb`` runs offline in ``RUN_DIR/wandb`` (``WANDB_MODE`` overrides; upload
 later with ``wandb sync``); ``none`` logs nothing. MLflow and W&B are optional extras
-(``pip install 'mmdx[mlflow]'`` / ``'mmdx[wandb]'``).
+(``pip install 'mmdx[mlflow]'`` / ``'mmdx[wandb]'``; ``make setup`` installs both). Neither phones
+home unless asked: MLflow's usage telemetry and W&B's error reports are off by default
+(``MLFLOW_DISABLE_TELEMETRY`` / ``WANDB_ERROR_REPORTING``, which a user's own setting overrides).
 
 Every tracker gets the same things: the full resolved config (flattened to dotted keys), the
 scalars the trainer logs (training loss each ``log_every`` steps, validation metrics at each
@@ -24,6 +26,9 @@ import numpy as np
 TRACKERS = ("tensorboard", "mlflow", "wandb", "none")
 EXPERIMENT = "mmdx"
 _EXTRA = {"mlflow": "mlflow-skinny", "wandb": "wandb"}
+# Set before the package is imported; a value the user set wins.
+_OFFLINE_DEFAULTS = {"mlflow": {"MLFLOW_DISABLE_TELEMETRY": "true"},
+                     "wandb": {"WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false"}}
 
 
 def check_installed(tracker: str) -> None:
@@ -92,6 +97,8 @@ class Tracking:
 
 def _prepare(tracker: str, run: Path, main: bool) -> dict[str, dict[str, Any]]:
     """Accelerate's ``init_kwargs``; points MLflow at the shared local store and W&B at offline mode."""
+    for name, value in _OFFLINE_DEFAULTS.get(tracker, {}).items():
+        os.environ.setdefault(name, value)
     if tracker == "mlflow" and main:
         import mlflow
 
@@ -104,7 +111,6 @@ def _prepare(tracker: str, run: Path, main: bool) -> dict[str, dict[str, Any]]:
             mlflow.create_experiment(EXPERIMENT)
         return {"mlflow": {"run_name": run.name}}
     if tracker == "wandb":
-        os.environ.setdefault("WANDB_MODE", "offline")
         return {"wandb": {"dir": str(run), "name": run.name}}
     return {}
 

@@ -2,7 +2,8 @@
 
 A location is parsed into *sides* (right / left) and *levels* (upper / middle / lower) plus a few
 named places (lingula, right middle lobe, retrocardiac, cardiac, mediastinum); :func:`resolve_zones`
-turns that into names from :data:`preprocessing.vocab.ZONES`. The IU code mapping
+turns that into names from :data:`preprocessing.vocab.ZONES`. The words and phrases are data,
+``phrases/zones.yaml`` beside the lexicon; the grammar that strings them together is here. The IU code mapping
 (`benchmarks/iu_codes.py`) uses the same resolver, so text and codes agree by construction.
 
 | phrase | zones |
@@ -24,40 +25,37 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+
+import yaml
 
 from preprocessing.vocab import ZONES
 
 LEVELS = ("upper", "middle", "lower")
+ZONES_FILE = Path(__file__).with_name("phrases") / "zones.yaml"
+_DATA = yaml.safe_load(ZONES_FILE.read_text(encoding="utf-8"))
 
-_LEVEL_WORDS = {
-    "upper": "upper", "apex": "upper", "apices": "upper", "apical": "upper", "apically": "upper",
-    "biapical": "upper", "suprahilar": "upper",
-    "middle": "middle", "mid": "middle", "midlung": "middle", "perihilar": "middle", "hilar": "middle",
-    "hila": "middle", "hilum": "middle", "hilus": "middle", "lingula": "middle", "lingular": "middle",
-    "infrahilar": "lower", "lower": "lower", "base": "lower", "bases": "lower", "basilar": "lower",
-    "basal": "lower", "basally": "lower", "basilarly": "lower", "bibasilar": "lower", "bibasal": "lower",
-    "bibasally": "lower", "bibasilarly": "lower", "costophrenic": "lower", "cardiophrenic": "lower",
-    "retrocardiac": "lower",
-}
+_LEVEL_WORDS: dict[str, str] = {w: level for level, words in _DATA["levels"].items() for w in words}
+_SIDE_WORDS: dict[str, str] = {w: side for side, words in _DATA["sides"].items() for w in words}
+_BOTH_WORDS = frozenset(_DATA["both_sides"])
+_PLACES: tuple[dict, ...] = tuple(_DATA["places"])
 _WORD = re.compile(r"[a-z]+")
 
-_LEVEL = (
-    r"(?:upper|middle|mid|lower|apex|apices|apical(?:ly)?|biapical|bi-apical|suprahilar|infrahilar|perihilar"
-    r"|hilar|hila|hilum|hilus|midlung|lingula(?:r)?|bases?|basilar(?:ly)?|basal(?:ly)?|bi-?basilar(?:ly)?"
-    r"|bi-?basal(?:ly)?|costophrenic|cardiophrenic|retrocardiac)"
-)
-_SIDE = r"(?:right|left|bilateral|both)"
+_LEVEL = "(?:" + "|".join(_DATA["level_phrases"]) + ")"
+_SIDE = _DATA["side_phrases"]
+_REGION = "(?:" + "|".join(_DATA["regions"]) + ")"
+_PLACE = "|".join(_DATA["place_phrases"])
 # A level phrase ("left lower lobe", "right upper and middle lobes", "lung bases bilaterally",
 # "base of the left lung") or a bare side ("right", "left-sided", "bilaterally"). Longest first.
 ZONE_PATTERN = re.compile(
     r"\b(?:"
     rf"(?:{_SIDE}(?:[\s-]+(?:and|&)[\s-]+{_SIDE})?(?:[\s-]+sided)?[\s-]+)?(?:(?:lung|hemithorax|mid)[\s-]+)?"
     rf"{_LEVEL}(?:(?:\s*(?:,|and|/|or|to|&)\s*|[\s-]+){_LEVEL})*"
-    r"(?:[\s-]+(?:lobes?|lungs?|lung\s+zones?|lung\s+fields?|zones?|fields?|regions?|segments?))?"
+    rf"(?:[\s-]+{_REGION})?"
     rf"(?:\s+(?:of\s+)?(?:the\s+)?{_SIDE}(?:\s+lungs?|\s+hemithorax)?|\s+bilaterally)?"
     rf"|{_SIDE}[\s-]+(?:lungs?|hemithorax|hemithoraces|sided)"
     r"|right|left|bilateral(?:ly)?"
-    r"|(?:superior\s+|anterior\s+)?mediastin(?:um|al)|paratracheal"
+    rf"|{_PLACE}"
     r")\b",
 )
 
@@ -79,25 +77,19 @@ def parse_location(phrase: str) -> Location:
     levels: set[str] = set()
     extra: set[str] = set()
     for w in words:
-        if w in ("right",):
-            sides.add("right")
-        elif w in ("left",):
-            sides.add("left")
-        elif w in ("bilateral", "bilaterally", "both") or (w.startswith("bi") and w in _LEVEL_WORDS):
+        if w in _SIDE_WORDS:
+            sides.add(_SIDE_WORDS[w])
+        elif w in _BOTH_WORDS or (w.startswith(_DATA["both_prefix"]) and w in _LEVEL_WORDS):
             sides.update(("right", "left"))
         if w in _LEVEL_WORDS:
             levels.add(_LEVEL_WORDS[w])
-        if w in ("lingula", "lingular"):
-            sides.add("left")
-        elif w == "retrocardiac":
-            sides.add("left")
-            extra.add("cardiac")
-        elif w.startswith("mediastin") or w == "paratracheal":
-            extra.add("mediastinum")
-        elif w in ("cardiac", "heart"):
-            extra.add("cardiac")
+        place = next((p for p in _PLACES
+                      if w in p.get("words", ()) or ("prefix" in p and w.startswith(p["prefix"]))), None)
+        if place is not None:
+            sides.update(place.get("sides", ()))
+            extra.update(place.get("zones", ()))
     if "middle" in levels and not sides and ("lobe" in words or "lobes" in words):
-        sides.add("right")
+        sides.add(_DATA["middle_lobe_side"])
     return Location(frozenset(sides) or None, frozenset(levels) or None, frozenset(extra))
 
 

@@ -39,6 +39,13 @@ def values_of(text: str, expected: dict, convention: str = "chexpert") -> dict:
     ("Mild compression deformity of T11, age-indeterminate.", {"Fracture": 1}, {"Fracture": None}),
     # the redacted word after "sternotomy" is its wires
     ("Median sternotomy XXXX are intact.", {"Support Devices": 1}, {"Support Devices": None}),
+    # wedging of a vertebral body is a wedge (compression) deformity, also with the word redacted
+    ("Mild anterior wedging of a midthoracic vertebral body, age-indeterminate.", {"Fracture": 1}, {"Fracture": None}),
+    ("Mild wedge XXXX deformity of T12.", {"Fracture": 1}, {"Fracture": None}),
+    # a broken device is no broken bone for CheXpert; the IU coders code the sternum
+    ("There is a fracture of the superior sternotomy wire, unchanged.", {"Fracture": None}, {"Fracture": 1}),
+    ("Fractured pacer lead.", {"Fracture": None}, {"Fracture": 1}),
+    ("Sternal wire fracture.", {"Fracture": None}, {"Fracture": 1}),
 ])
 def test_conventions_read_the_same_sentence_differently(text, chexpert, iu):
     assert values_of(text, chexpert) == chexpert
@@ -51,6 +58,13 @@ def test_chexpert_is_the_default_convention():
 
 
 @pytest.mark.parametrize("text, expected", [
+    # the pleura or a fissure with a side or place named between
+    ("Thickening of the right pleura.", {"Pleural Other": 1}),
+    ("Thickened left apical pleura.", {"Pleural Other": 1}),
+    ("Mild thickening of the right major fissure.", {"Pleural Other": 1}),
+    ("No thickening of the left pleura.", {"Pleural Other": 0}),
+    # a rib fracture next to a device is still a fracture
+    ("Healed fracture of the left 7th rib. Sternotomy wires.", {"Fracture": 1, "Support Devices": 1}),
     # a negation still wins over an alternative
     ("No pleural effusion or pneumothorax.", {"Pleural Effusion": 0, "Pneumothorax": 0}),
     # "s/p" (status post) is no alternative, and a device named two ways is still a device
@@ -121,3 +135,20 @@ def test_the_lexicon_is_data_with_every_concept_and_convention_defined():
         assert pattern.conventions is None or pattern.conventions <= set(CONVENTIONS)
     for conv in CONVENTIONS.values():
         assert set(conv.targets) | conv.suggests_only <= set(CONCEPTS)
+
+
+def test_the_zone_phrases_are_data_and_every_level_word_parses_to_its_level():
+    from preprocessing.labeler.zones import ZONES_FILE, parse_location, resolve_zones
+
+    data = yaml.safe_load(ZONES_FILE.read_text(encoding="utf-8"))
+    assert set(data["levels"]) == {"upper", "middle", "lower"}
+    for level, words in data["levels"].items():
+        for word in words:
+            assert level in (parse_location(word).levels or ()), word
+    for place in data["places"]:
+        assert set(place.get("zones", ())) <= {"cardiac", "mediastinum"}
+    assert resolve_zones([parse_location("lingular")]) == ["left_middle"]
+    assert resolve_zones([parse_location("retrocardiac")]) == ["left_lower", "cardiac"]
+    assert resolve_zones([parse_location("right middle lobe")]) == ["right_middle"]
+    assert resolve_zones([parse_location("middle lobe")]) == ["right_middle"]
+    assert label_report("Bibasilar atelectasis.").zones["Atelectasis"] == ["right_lower", "left_lower"]

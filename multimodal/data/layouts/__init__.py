@@ -39,7 +39,8 @@ LAYOUTS: dict[str, Callable[..., Path]] = {
 def write_layout_manifest(dataset: str, root: str | Path, out: str | Path | None = None, **options: Any) -> Path:
     """Read ``root`` as the release ``dataset`` (a key of :data:`LAYOUTS`) and write its manifest
     (default ``ROOT/manifest.jsonl``); ``options`` are the reader's own (``uncertain`` for chexpert,
-    ``reports`` for mimic-cxr, ``boxed_only`` for nih). Returns the manifest path."""
+    mimic-cxr and iu, ``convention`` for iu, ``reports`` for mimic-cxr, ``boxed_only`` for nih). Returns the
+    manifest path."""
     if dataset not in LAYOUTS:
         raise ConfigError("dataset", f"unknown dataset {dataset!r}; known: {', '.join(LAYOUTS)}")
     accepted = inspect.signature(LAYOUTS[dataset]).parameters

@@ -3,34 +3,29 @@ CSVs start with the release folder's name, e.g. ``CheXpert-v1.0-small/train/pati
 
 One study per ``patientNNNNN/studyN`` folder, its views in order (frontal first), labels over
 CheXpert's 14 observations: 1 / 0 / -1 (uncertain) / blank (not mentioned → unknown). The
-uncertain labels follow ``uncertain`` (the CheXpert paper's policies): ``keep`` (-1, the model's
-``uncertain_policy`` decides), ``U-Ignore`` (unknown), ``U-Ones`` (1), ``U-Zeros`` (0). Split:
+uncertain labels follow ``uncertain`` (the CheXpert paper's policies, the one implementation
+:func:`preprocessing.vocab.uncertain_value` that ``mmdx label --uncertain`` and every manifest writer share):
+``keep`` (-1, the model's ``uncertain_policy`` decides), ``U-Ignore`` (unknown), ``U-Ones`` (1), ``U-Zeros`` (0). Split:
 ``valid.csv`` (radiologist-labelled) is test; ``train.csv`` is train/val by patient hash (85/15).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from preprocessing.errors import ConfigError
-from preprocessing.vocab import CHEXPERT_OBSERVATIONS
+from preprocessing.vocab import CHEXPERT_OBSERVATIONS, uncertain_value
 
 from .common import Collector, age_years, find_table, read_table, sex_code, train_val_by_patient
 
-UncertainPolicy = Literal["keep", "U-Ignore", "U-Ones", "U-Zeros"]
-UNCERTAIN = {"keep": -1, "u-ignore": None, "u-ones": 1, "u-zeros": 0}
 COLUMNS = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT_OBSERVATIONS)
 
 
-def manifest_from_chexpert(root: str | Path, out: str | Path | None = None, uncertain: UncertainPolicy = "keep"
-                           ) -> Path:
+def manifest_from_chexpert(root: str | Path, out: str | Path | None = None, uncertain: str | None = "keep") -> Path:
     """A manifest from a CheXpert release folder (the one holding ``train.csv`` and ``valid.csv``)."""
     root = Path(root)
     out = Path(out) if out is not None else root / "manifest.jsonl"
-    policy = uncertain.lower()
-    if policy not in UNCERTAIN:
-        raise ConfigError("uncertain", f"expected one of keep, U-Ignore, U-Ones, U-Zeros; got {uncertain!r}")
+    replacement = checked_uncertain(uncertain)
     found = Collector()
     for table, split in (("valid.csv", "test"), ("train.csv", None)):
         path = find_table(root, table)
@@ -40,7 +35,7 @@ def manifest_from_chexpert(root: str | Path, out: str | Path | None = None, unce
                 found.bad(path, line, "Path", f"expected .../patientN/studyN/viewN_*.jpg, got {row['Path']!r}")
                 continue
             try:
-                labels = {o: _label(row[o], policy) for o in CHEXPERT_OBSERVATIONS}
+                labels = {o: _label(row[o], replacement) for o in CHEXPERT_OBSERVATIONS}
             except ValueError as err:
                 found.bad(path, line, None, str(err))
                 continue
@@ -54,14 +49,23 @@ def manifest_from_chexpert(root: str | Path, out: str | Path | None = None, unce
     return found.write(out)
 
 
-def _label(cell: str, policy: str) -> int | None:
+def checked_uncertain(policy: str | None) -> int | None:
+    """:func:`preprocessing.vocab.uncertain_value` of ``policy``; a :class:`ConfigError` naming the
+    ``uncertain`` option when it is unknown (checked before any file is read)."""
+    try:
+        return uncertain_value(policy)
+    except ValueError as err:
+        raise ConfigError("uncertain", str(err)) from err
+
+
+def _label(cell: str, replacement: int | None) -> int | None:
     cell = cell.strip()
     if not cell:
         return None
     value = int(float(cell))
     if value not in (1, 0, -1):
         raise ValueError(f"label {cell!r} is not 1, 0, -1 or blank")
-    return UNCERTAIN[policy] if value == -1 else value
+    return replacement if value == -1 else value
 
 
 def _image_path(root: Path, parts: tuple[str, ...]) -> Path:

@@ -14,17 +14,22 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from multimodal.data.manifest_writers import IU_REPORTS, manifest_from_iu
-from preprocessing.report_labeler import label_report
+from preprocessing.report_labeler import join_fields, label_report
+from preprocessing.vocab import apply_uncertain_policy
 
+from .chexpert import checked_uncertain
 from .common import Collector, index_images
 
 
-def manifest_from_iu_release(root: str | Path, out: str | Path | None = None) -> Path:
+def manifest_from_iu_release(root: str | Path, out: str | Path | None = None, convention: str = "chexpert",
+                             uncertain: str | None = "keep") -> Path:
     """A manifest from the Open-I folder holding ``ecgen-radiology/`` and ``NLMCXR_png/`` (or the
-    project's ``reports_dev.jsonl``)."""
+    project's ``reports_dev.jsonl``); ``convention`` and ``uncertain`` as in ``mmdx label``, whose labels
+    these equal."""
     root = Path(root)
+    checked_uncertain(uncertain)
     if root.suffix == ".jsonl" or (root / IU_REPORTS).is_file():
-        return manifest_from_iu(root, out=out)
+        return manifest_from_iu(root, out=out, convention=convention, uncertain=uncertain)
     out = Path(out) if out is not None else root / "manifest.jsonl"
     images = index_images(root, (".png",))
     found = Collector()
@@ -41,9 +46,9 @@ def manifest_from_iu_release(root: str | Path, out: str | Path | None = None) ->
             continue
         sections = {(e.get("Label") or "").upper(): (e.text or "").strip() for e in tree.iter("AbstractText")}
         findings, impression = sections.get("FINDINGS", ""), sections.get("IMPRESSION", "")
-        labels = label_report(f"{findings} {impression}".strip(), "chexpert")
+        labels = label_report(join_fields(sections, ("FINDINGS", "IMPRESSION")), "chexpert", convention)
         study = found.study(uid.get("id"), patient_id=uid.get("id"), text=sections.get("INDICATION", ""),
-                            findings=findings, labels=labels.values,
+                            findings=findings, labels=apply_uncertain_policy(labels.values, uncertain),
                             regions={k: v for k, v in labels.zones.items() if v},
                             meta={"impression": impression, "comparison": sections.get("COMPARISON", ""),
                                   "mesh": [e.text for e in tree.iter("major") if e.text]})

@@ -6,7 +6,8 @@ ids), and the free-text reports as the reports archive extracts, ``files/pXX/pSU
 
 One study per ``study_id``: its images (frontal first), views from ``ViewPosition``, labels over
 CheXpert's 14 observations from the CheXpert labeler file (1 / 0 / -1 / blank = unknown), findings and
-impression sections extracted from the report (``text`` = indication / history), regions (zones)
+impression sections extracted from the report (``text`` = indication / history), uncertain labels as
+``uncertain`` says (the CheXpert layout's option), regions (zones)
 from the project's report labeler on findings + impression, the official split
 (``validate`` → val), meta view, study date.
 """
@@ -16,9 +17,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from preprocessing.report_labeler import label_report
+from preprocessing.report_labeler import join_fields, label_report
 from preprocessing.vocab import CHEXPERT_OBSERVATIONS
 
+from .chexpert import checked_uncertain
 from .common import Collector, find_table, read_table
 
 METADATA = "mimic-cxr-2.0.0-metadata.csv"
@@ -29,15 +31,17 @@ SECTION = re.compile(r"^\s*([A-Z][A-Z /&]+):", re.MULTILINE)
 INDICATION_SECTIONS = ("INDICATION", "HISTORY", "CLINICAL HISTORY", "REASON FOR EXAMINATION", "CLINICAL INFORMATION")
 
 
-def manifest_from_mimic_cxr(root: str | Path, out: str | Path | None = None, reports: str | Path | None = None
-                            ) -> Path:
+def manifest_from_mimic_cxr(root: str | Path, out: str | Path | None = None, reports: str | Path | None = None,
+                            uncertain: str | None = "keep") -> Path:
     """A manifest from a MIMIC-CXR-JPG (or MIMIC-CXR DICOM) release folder; ``reports`` is where the
-    ``files/pXX/...sSTUDY.txt`` reports are when not beside the images."""
+    ``files/pXX/...sSTUDY.txt`` reports are when not beside the images; ``uncertain`` as in
+    :func:`~multimodal.data.layouts.chexpert.manifest_from_chexpert`."""
     root = Path(root)
     out = Path(out) if out is not None else root / "manifest.jsonl"
     report_root = Path(reports) if reports is not None else root
+    replacement = checked_uncertain(uncertain)
     found = Collector()
-    labels = _labels(find_table(root, *LABELS), found)
+    labels = _labels(find_table(root, *LABELS), found, replacement)
     splits = {}
     for _, row in read_table(find_table(root, SPLITS), ("dicom_id", "split")):
         splits[row["dicom_id"].strip()] = SPLIT_NAMES.get(row["split"].strip(), row["split"].strip())
@@ -62,13 +66,13 @@ def manifest_from_mimic_cxr(root: str | Path, out: str | Path | None = None, rep
     return found.write(out)
 
 
-def _labels(path: Path, found: Collector) -> dict[str, dict[str, int | None]]:
-    """study_id → {observation: 1 / 0 / -1 / None}."""
+def _labels(path: Path, found: Collector, replacement: int | None = -1) -> dict[str, dict[str, int | None]]:
+    """study_id → {observation: 1 / 0 / -1 / None}, -1 replaced by ``replacement``."""
     out = {}
     for line, row in read_table(path, ("study_id", *CHEXPERT_OBSERVATIONS)):
         try:
-            out[row["study_id"].strip()] = {o: int(float(row[o])) if row[o].strip() else None
-                                            for o in CHEXPERT_OBSERVATIONS}
+            values = {o: int(float(row[o])) if row[o].strip() else None for o in CHEXPERT_OBSERVATIONS}
+            out[row["study_id"].strip()] = {o: replacement if v == -1 else v for o, v in values.items()}
         except ValueError as err:
             found.bad(path, line, None, f"a label is not a number: {err}")
     return out
@@ -95,6 +99,7 @@ def _report(path: Path) -> dict[str, object]:
     sections = report_sections(path.read_text(encoding="utf-8", errors="replace"))
     text = next((sections[k] for k in INDICATION_SECTIONS if sections.get(k)), "")
     findings, impression = sections.get("FINDINGS", ""), sections.get("IMPRESSION", "")
-    zones = label_report(f"{findings} {impression}".strip(), "chexpert").zones
+    zones = label_report(join_fields({"findings": findings, "impression": impression}, ("findings", "impression")),
+                         "chexpert").zones
     return {"text": text, "findings": findings, "regions": {k: v for k, v in zones.items() if v},
             "meta": {"impression": impression}}

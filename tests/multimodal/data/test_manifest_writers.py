@@ -96,7 +96,7 @@ def test_iu_reports_give_text_only_studies_labelled_by_the_report_labeler(tmp_pa
 def test_iu_manifest_applies_the_uncertain_policy_of_the_dataset_layouts(tmp_path, policy, expected):
     rows = [{"uid": 1, "findings": "Left basilar opacity may represent atelectasis.", "impression": "", "split": "train"}]
     study, = load_manifest(manifest_from_iu(_jsonl(tmp_path / "r.jsonl", rows), out=tmp_path / "iu.jsonl",
-                                            uncertain_policy=policy))
+                                            uncertain=policy))
     assert study.labels["Atelectasis"] == expected and study.labels["Lung Opacity"] == 1
 
 

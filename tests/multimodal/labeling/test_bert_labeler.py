@@ -73,3 +73,46 @@ def test_training_from_files_uses_rule_labels_or_only_the_hand_labelled_reports(
         train_from_files(reports, tmp_path / "c", labels=hand, init=out, progress=False)
     with pytest.raises(MmdxError, match="as many label rows"):
         train_bert_labeler([], [], tmp_path / "d", progress=False)
+
+
+def test_cls_pooling_is_chexberts_head_and_both_poolings_reload_exactly(tiny_encoder, tmp_path):
+    texts = ["Small right pleural effusion.", "Normal chest."]
+    for pooling in ("cls", "attention"):
+        model = BertLabeler(BertLabelerConfig(encoder=tiny_encoder, pooling=pooling)).eval()
+        assert hasattr(model, "queries") == (pooling == "attention")
+        loaded = BertLabeler.from_pretrained(model.save_pretrained(tmp_path / pooling))
+        assert loaded.config.pooling == pooling
+        assert torch.allclose(model.predict_proba(texts), loaded.predict_proba(texts), atol=1e-6)
+
+
+def test_attention_pooling_ignores_padding(tiny_encoder):
+    model = BertLabeler(BertLabelerConfig(encoder=tiny_encoder)).eval()
+    alone = model.predict_proba(["Mild cardiomegaly."])
+    padded = model.predict_proba(["Mild cardiomegaly.", "No pleural effusion and no pneumothorax, the lungs are clear."])
+    assert torch.allclose(alone[0], padded[0], atol=1e-5)
+
+
+def test_class_weights_favour_rare_classes_and_average_one():
+    from multimodal.labeling.training import class_weights
+
+    targets = torch.tensor([[0, 1]] * 8 + [[1, 1], [3, 2]])  # [N=10, O=2]
+    weights = class_weights(targets, balance=0.5)
+    assert weights.shape == (2, 4)
+    assert weights[0, 3] == weights[0, 1] > weights[0, 0]  # seen once each, against eight blanks
+    for o in range(2):
+        counts = torch.bincount(targets[:, o], minlength=4).float()
+        assert torch.isclose((weights[o] * counts).sum() / counts.sum(), torch.tensor(1.0))
+    assert torch.allclose(class_weights(targets, balance=0.0), torch.ones(2, 4))
+
+
+def test_frozen_layers_do_not_change_in_training(tiny_encoder, tmp_path):
+    config = BertLabelerConfig(encoder=tiny_encoder, observations=["Cardiomegaly"])
+    before = BertLabeler(config)
+    out = train_bert_labeler(["Mild cardiomegaly.", "Heart size is normal."], [{"Cardiomegaly": 1}, {"Cardiomegaly": 0}],
+                             tmp_path / "frozen", config=config, epochs=3, batch_size=2, lr=1e-2, freeze_layers=1,
+                             progress=False)
+    after = BertLabeler.from_pretrained(out)
+    first, top = before.encoder.encoder.layer, after.encoder.encoder.layer
+    assert all(torch.equal(a, b) for a, b in zip(first[0].parameters(), top[0].parameters()))
+    assert torch.equal(before.encoder.embeddings.word_embeddings.weight, after.encoder.embeddings.word_embeddings.weight)
+    assert not all(torch.equal(a, b) for a, b in zip(first[1].parameters(), top[1].parameters()))

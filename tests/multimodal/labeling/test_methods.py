@@ -10,7 +10,7 @@ import pytest
 from multimodal.cli import main as mmdx
 from multimodal.labeling import label_file, label_texts
 from multimodal.labeling.bert_labeler import BertLabeler, BertLabelerConfig
-from preprocessing.errors import MmdxError
+from preprocessing.errors import ConfigError
 from preprocessing.report_labeler import label_report
 
 
@@ -72,7 +72,7 @@ def test_cli_label_reports_missing_input_and_unknown_vocabulary(tmp_path, capsys
 def test_uncertain_policy_rewrites_only_uncertain_values(tmp_path, policy, expected):
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": 1, "findings": "Possible pneumonia. No effusion."}) + "\n")
-    label_file(src, tmp_path / "o.jsonl", uncertain_policy=policy)
+    label_file(src, tmp_path / "o.jsonl", uncertain=policy)
     values = json.loads((tmp_path / "o.jsonl").read_text())["values"]
     assert values["Pneumonia"] == expected and values["Pleural Effusion"] == 0
 
@@ -106,8 +106,8 @@ def test_cli_label_with_a_learned_labeler_and_the_errors_that_name_what_is_missi
     assert row["method"] == "ensemble" and set(row["values"]) >= {"Pleural Effusion", "No Finding"}
     assert mmdx(["label", "--input", str(src), "--out", str(tmp_path / "o.jsonl"), "--method", "bert"]) == 2
     assert "--model" in capsys.readouterr().err
-    with pytest.raises(MmdxError, match="--uncertain"):
-        label_file(src, tmp_path / "o.jsonl", uncertain_policy="sometimes")
+    with pytest.raises(ConfigError, match="uncertain.*sometimes"):
+        label_file(src, tmp_path / "o.jsonl", uncertain="sometimes")
 
 
 def test_cli_label_train_then_label(tiny_encoder, tmp_path):
@@ -119,3 +119,27 @@ def test_cli_label_train_then_label(tiny_encoder, tmp_path):
     assert mmdx(["label", "--input", str(src), "--out", str(tmp_path / "o.jsonl"), "--method", "bert",
                  "--model", str(tmp_path / "m"), "--quiet"]) == 0
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("policy", ["keep", "U-Ignore", "U-Ones", "U-Zeros"])
+def test_mmdx_label_and_mmdx_manifest_give_the_same_label_values(tmp_path, policy):
+    """The labels that feed training: ``mmdx label`` and the IU manifest (``mmdx manifest iu``) read the same
+    text the same way and apply the one uncertain policy; the CheXpert layout applies it to its -1 too."""
+    from multimodal.data.manifest import load_manifest
+
+    rows = [{"uid": 1, "findings": "Left basilar opacity may represent atelectasis. No effusion",
+             "impression": "Possible pneumonia.", "split": "train"},
+            {"uid": 2, "findings": "Heart size is normal. Lungs are clear.", "impression": "", "split": "val"},
+            {"uid": 3, "findings": "", "impression": "Cardiomegaly versus pericardial effusion.", "split": "train"}]
+    src = tmp_path / "reports_dev.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for convention in ("chexpert", "iu"):
+        assert mmdx(["label", "--input", str(src), "--out", str(tmp_path / "l.jsonl"), "--quiet", "--uncertain", policy,
+                     "--convention", convention]) == 0
+        assert mmdx(["manifest", "iu", str(src), "--out", str(tmp_path / "m.jsonl"), "--uncertain", policy,
+                     "--convention", convention]) == 0
+        labelled = [json.loads(x)["values"] for x in (tmp_path / "l.jsonl").read_text().splitlines()]
+        manifest = [s.labels for s in load_manifest(tmp_path / "m.jsonl")]
+        assert labelled == manifest
+    values = {v for row in labelled for v in row.values()}
+    assert (-1 in values) == (policy == "keep") and values - {-1} <= {1, 0, None}

@@ -1,9 +1,13 @@
 """Experiment tracking (`logging.tracker`): config, per-evaluation metrics, pictures and the model card
-reach TensorBoard, MLflow's local store and W&B's offline run; a bad tracker name is a config error."""
+reach TensorBoard, MLflow's local store and W&B's offline run without touching the network; a bad
+tracker name is a config error."""
 
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
+import os
+import socket
 
 import pytest
 import yaml
@@ -12,6 +16,58 @@ from multimodal.training.config import load_train_config
 from multimodal.training.tracking import check_installed, flatten
 from multimodal.training.trainer import train
 from preprocessing.errors import ConfigError
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Refuse (and record) every connection and name lookup of this process that leaves the machine.
+    Loopback and Unix sockets stay open: W&B talks to its own service process through them (that
+    process, wandb-core, is not watched here; offline mode keeps it from uploading)."""
+    attempts: list[str] = []
+
+    def _local(host) -> bool:
+        try:
+            return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+        except ValueError:
+            return host in ("localhost", "")
+
+    real_connect, real_connect_ex, real_lookup = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+
+    def guard(real):
+        def connect(sock, address, *args):
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
+                attempts.append(f"connect {address[0]}")
+                raise OSError("network refused by the test")
+            return real(sock, address, *args)
+        return connect
+
+    def lookup(host, *args, **kwargs):
+        if not _local(host):
+            attempts.append(f"lookup {host}")
+            raise socket.gaierror("name lookup refused by the test")
+        return real_lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guard(real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guard(real_connect_ex))
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    yield attempts
+    assert attempts == []
+
+
+def _unset(monkeypatch, *names: str) -> None:
+    """Remove environment variables for the test and restore them (or their absence) after it."""
+    for name in names:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def test_the_network_guard_refuses_and_records_what_leaves_the_machine(no_network):
+    with socket.socket() as sock, pytest.raises(OSError):
+        sock.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed
+    with pytest.raises(OSError):
+        socket.getaddrinfo("example.org", 443)
+    assert no_network == ["connect 192.0.2.1", "lookup example.org"]
+    no_network.clear()
 
 
 def test_the_config_is_flattened_to_dotted_scalar_parameters():
@@ -47,14 +103,13 @@ def test_tensorboard_gets_config_metrics_pictures_and_the_model_card(tiny_config
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow is not installed (pip install 'mmdx[mlflow]')")
-def test_mlflow_logs_into_a_local_store_shared_by_the_runs(tiny_config, tmp_path, monkeypatch):
+def test_mlflow_logs_into_a_local_store_shared_by_the_runs(tiny_config, tmp_path, monkeypatch, no_network):
     import mlflow
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    _unset(monkeypatch, "MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE", "MLFLOW_DISABLE_TELEMETRY")
     for name in ("a", "b"):
         train(tiny_config, tmp_path / name, overrides=["logging.tracker=mlflow", f"seed={ord(name)}"])
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # set by the tracker too; restored after the test
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"  # off outside tests too (pytest alone turns it off)
     client = mlflow.MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
     runs = client.search_runs([client.get_experiment_by_name("mmdx").experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["a", "b"]  # two runs to compare
@@ -68,10 +123,11 @@ def test_mlflow_logs_into_a_local_store_shared_by_the_runs(tiny_config, tmp_path
 
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (pip install 'mmdx[wandb]')")
-def test_wandb_runs_offline_in_the_run_directory(tiny_config, tmp_path, monkeypatch):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+def test_wandb_runs_offline_in_the_run_directory(tiny_config, tmp_path, monkeypatch, no_network):
+    _unset(monkeypatch, "WANDB_MODE", "WANDB_ERROR_REPORTING")
     monkeypatch.setenv("WANDB_SILENT", "true")
     train(tiny_config, tmp_path / "run", overrides=["logging.tracker=wandb"])
+    assert (os.environ["WANDB_MODE"], os.environ["WANDB_ERROR_REPORTING"]) == ("offline", "false")
     (offline,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     media = {p.name.split("_")[0] for p in (offline / "files" / "media" / "images" / "val").glob("*.png")}
     assert media == {"heatmaps", "roc", "reliability"}

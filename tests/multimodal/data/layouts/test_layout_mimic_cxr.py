@@ -7,6 +7,7 @@ import pytest
 
 from multimodal.data.layouts.mimic_cxr import manifest_from_mimic_cxr, report_sections
 from multimodal.data.manifest import load_manifest
+from preprocessing.errors import ConfigError
 
 METADATA = """
 dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPosition,Rows,Columns,StudyDate,StudyTime,ProcedureCodeSequence_CodeMeaning,ViewCodeSequence_CodeMeaning,PatientOrientationCodeSequence_CodeMeaning
@@ -93,3 +94,16 @@ def test_reports_from_their_own_folder(release, tmp_path):
 def test_report_sections_without_headings():
     assert report_sections("Lungs are clear.") == {}
     assert report_sections("WET READ: x\n FINDINGS: a  b\nIMPRESSION: c")["FINDINGS"] == "a b"
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("keep", -1), ("U-Ignore", None), ("U-Ones", 1), ("U-Zeros", 0)])
+def test_the_uncertain_policy_is_the_one_of_chexpert_and_mmdx_label(release, write_dicom, policy, expected):
+    write_dicom(release / "files/p10/p10000764/s57375967/68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714.dcm")
+    records = {r.study_id: r for r in load_manifest(manifest_from_mimic_cxr(release, out=release / "m.jsonl",
+                                                                             uncertain=policy))}
+    assert records["s57375967"].labels["Pneumonia"] == expected and records["s57375967"].labels["Consolidation"] == 1
+
+
+def test_an_unknown_uncertain_policy_names_the_option(release):
+    with pytest.raises(ConfigError, match="uncertain"):
+        manifest_from_mimic_cxr(release, out=release / "m.jsonl", uncertain="maybe")
