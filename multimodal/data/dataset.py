@@ -178,6 +178,25 @@ class StudyDataset(Dataset):
         return {ids_key: encoded["input_ids"][0], mask_key: encoded["attention_mask"][0]}
 
 
+def box_frequency(dataset: StudyDataset) -> torch.Tensor:
+    """``[D, h, w]``: for each observation, the share of the dataset's studies with its boxes whose
+    region target covers each patch (0 everywhere for an observation without boxes).
+
+    Build ``dataset`` without augmentation (``train=False``) so the frequencies describe the images
+    as the model sees them at scoring time. Unreadable studies (``skip_bad``) are left out.
+    """
+    total = torch.zeros(len(dataset.observations), *dataset.grid_size)
+    count = torch.zeros(len(dataset.observations))
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if item is None:
+            continue
+        boxed = item["region_targets"].flatten(1).amax(1) > 0
+        total[boxed] += item["region_targets"][boxed]
+        count += boxed.float()
+    return total / count.clamp(min=1.0)[:, None, None]
+
+
 def _sample(radiograph: Radiograph, boxes: list) -> dict[str, Any]:
     """The transform input for one view: image, and for boxes one mask channel each in its pixel frame."""
     sample: dict[str, Any] = {"image": radiograph.pixels}

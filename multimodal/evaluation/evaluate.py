@@ -25,7 +25,7 @@ from multimodal.data.dataset import StudyDataset, collate_studies
 from multimodal.data.manifest import load_manifest
 from multimodal.evaluation.caption import caption_metrics
 from multimodal.evaluation.classification import classification_metrics, plot_roc
-from multimodal.evaluation.region import heatmap_peak, point_in_boxes, pointing_game, save_overlay, tolerance_px, zone_f1
+from multimodal.evaluation.region import heatmap_peak, pointing_game, pointing_game_ci, pointing_trials, save_overlay, tolerance_px, zone_f1
 from multimodal.evaluation.trust import trust_metrics, trust_summary
 from multimodal.models.mc_dropout import with_mc_dropout
 from multimodal.models.modeling import MultimodalModel
@@ -82,20 +82,10 @@ def region_metrics(pred: dict[str, Any], observations: list[str], zones: list[st
     the original image's longer side (7.5 px on NIH's 512-px PNGs, 15 px on its 1024-px originals).
     """
     tolerance = tolerance_px((image_size, image_size))
+    trials = pointing_trials(pred["heatmaps"], pred["boxes"], observations, image_size)
     hits: dict[str, list[bool]] = {name: [] for name in observations}
-    trials = []
-    index = {name.lower().replace("_", " "): d for d, name in enumerate(observations)}
-    for n, boxes in enumerate(pred["boxes"]):
-        by_label = defaultdict(list)
-        for box in boxes:
-            d = index.get(box["label"].lower().replace("_", " "))
-            if d is not None:
-                by_label[d].append(tuple(box["xywh"]))
-        for d, rects in by_label.items():
-            x, y = heatmap_peak(pred["heatmaps"][n, d], image_size)
-            hit = point_in_boxes(x, y, rects, tolerance)
-            hits[observations[d]].append(hit)
-            trials.append((n, d, rects, (x, y), hit))
+    for _, d, _, _, hit in trials:
+        hits[observations[d]].append(hit)
     result = {"pointing_game": pointing_game(hits), "tolerance_px_model_input": tolerance,
               "zones": zone_f1(pred["zone_probs"], pred["zone_targets"], pred["zone_mask"], zones)}
     return result, trials
@@ -158,7 +148,8 @@ def evaluate(model_dir: str | Path, manifest: str | Path, out: str | Path, split
         "macro_auroc": classification["macro"]["auroc"], "macro_auroc_ci": classification.get("ci", {}).get("macro_auroc"),
         "micro_auroc": classification["micro"]["auroc"], "macro_ap": classification["macro"]["ap"],
         "macro_f1": classification["macro"]["f1"],
-        "pointing_game": region["pointing_game"]["mean"], "zone_f1": region["zones"]["micro_f1"],
+        "pointing_game": region["pointing_game"]["mean"],
+        "pointing_game_ci": pointing_game_ci(trials, observations, n_bootstrap, seed), "zone_f1": region["zones"]["micro_f1"],
         **{k: (findings or {}).get(k) for k in SUMMARY_KEYS},
         "clinical_f1": clinical["micro"]["f1"] if clinical else None, **trust_summary(trust),
     }

@@ -47,6 +47,30 @@ def point_in_boxes(x: float, y: float, boxes: list[tuple[float, float, float, fl
                for bx, by, bw, bh in boxes)
 
 
+def pointing_trials(heatmaps: np.ndarray, boxes: list[list[dict]], observations: list[str], image_size: int
+                    ) -> list[tuple[int, int, list, tuple[float, float], bool]]:
+    """Pointing-game trials: one per study and observation with boxes.
+
+    ``heatmaps [N, D, h, w]`` (logits or probabilities: only the arg-max counts), ``boxes`` per study a
+    list of ``{"label", "xywh"}`` in pixels of the ``image_size`` square (labels matched to
+    ``observations`` ignoring case and ``_``). A trial is ``(study index, observation index, boxes,
+    peak, hit)``, with the tolerance :func:`tolerance_px` of the square.
+    """
+    tolerance = tolerance_px((image_size, image_size))
+    index = {name.lower().replace("_", " "): d for d, name in enumerate(observations)}
+    trials = []
+    for n, study_boxes in enumerate(boxes):
+        by_label: dict[int, list] = {}
+        for box in study_boxes:
+            d = index.get(box["label"].lower().replace("_", " "))
+            if d is not None:
+                by_label.setdefault(d, []).append(tuple(box["xywh"]))
+        for d, rects in by_label.items():
+            x, y = heatmap_peak(heatmaps[n, d], image_size)
+            trials.append((n, d, rects, (x, y), point_in_boxes(x, y, rects, tolerance)))
+    return trials
+
+
 def pointing_game(hits: dict[str, list[bool]]) -> dict:
     """Aggregate pointing-game hits: ``{"per_observation": {name: {accuracy, n}}, "mean", "overall"}``.
 
@@ -59,6 +83,29 @@ def pointing_game(hits: dict[str, list[bool]]) -> dict:
         "mean": float(np.mean([m["accuracy"] for m in per_obs.values()])) if per_obs else None,
         "overall": float(np.mean(pooled)) if pooled else None,
     }
+
+
+def pointing_game_ci(trials: list[tuple], observations: list[str], n_bootstrap: int = 500, seed: int = 0,
+                     level: float = 0.95) -> list[float] | None:
+    """Percentile bootstrap interval of the pointing game's ``mean`` (over observations), resampling
+    studies with replacement (a study's trials stay together). ``trials`` as from
+    :func:`pointing_trials`; None without trials or with ``n_bootstrap`` 0."""
+    if not trials or not n_bootstrap:
+        return None
+    studies = sorted({t[0] for t in trials})
+    by_study: dict[int, list[tuple[int, bool]]] = {n: [] for n in studies}
+    for n, d, _, _, hit in trials:
+        by_study[n].append((d, bool(hit)))
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(n_bootstrap):
+        hits: dict[str, list[bool]] = {}
+        for n in rng.choice(studies, size=len(studies), replace=True):
+            for d, hit in by_study[n]:
+                hits.setdefault(observations[d], []).append(hit)
+        means.append(pointing_game(hits)["mean"])
+    tail = (1 - level) / 2
+    return [float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))]
 
 
 def zone_f1(zone_probs: np.ndarray, zone_targets: np.ndarray, zone_mask: np.ndarray, zones: list[str],

@@ -62,6 +62,9 @@ class MultimodalConfig(BaseModel):
     image_layers: Positive = Field(6, description="MONAI ViT depth")
     image_heads: Positive = Field(12, description="MONAI ViT heads")
     image_mlp_dim: Positive = Field(1536, description="MONAI ViT MLP width")
+    image_output_stride: Literal[8, 16, 32] | None = Field(
+        None, description="timm CNNs: the backbone's output stride (timm's output_stride; 16 dilates the last "
+        "stage: a 14 x 14 heat-map grid at 224 px instead of 7 x 7); None: the backbone's own")
     image_pretrained: str | None = Field(None, description="local weights file (or, for timm/hf, a hub id)")
     image_config: dict[str, Any] | None = Field(None, description="the image backbone's own config, filled at "
                                                 "build for hf:/txrv: so from_pretrained rebuilds offline")
@@ -91,6 +94,8 @@ class MultimodalConfig(BaseModel):
         None, description="None (full tokenizer vocabulary) or the tokenizer ids the findings decoder uses")
     mil_pooling: Literal["lse", "attention"] = Field("lse", description="heat map -> logit pooling")
     mil_r: float = Field(5.0, gt=0, description="sharpness of the log-mean-exp pooling")
+    spatial_prior: bool = Field(False, description="a learned per-observation bias map added to the heat-map "
+                                "logits (training starts it from the training boxes)")
     loss_weights: dict[str, float] = Field(default_factory=_default_loss_weights,
                                            description=f"weights >= 0 of the losses {LOSS_NAMES}")
     uncertain_policy: Literal["ignore", "zeros", "ones"] = "ignore"
@@ -161,6 +166,8 @@ class MultimodalConfig(BaseModel):
 
         kind, name = image_encoder_kind(self.image_encoder)
         kind.check(self, name)
+        if self.image_output_stride is not None and not kind.takes_output_stride:
+            raise ConfigError("image_output_stride", f"{self.image_encoder!r} takes none; timm CNN encoders do")
         if self.fusion_hidden % self.fusion_heads:
             raise ConfigError("fusion_heads", f"{self.fusion_heads} does not divide fusion_hidden {self.fusion_hidden}")
         unknown = [k for k in self.thresholds if k not in self.observations]

@@ -88,12 +88,15 @@ class TimmEncoder(ImageEncoder):
     feature map flattened. Pretrained weights from a local file, or a hub id on machines with network."""
 
     syntax = "timm:<name>"
+    takes_output_stride = True
 
     def __init__(self, config: MultimodalConfig, name: str, load_pretrained: bool):
         super().__init__(config, name, load_pretrained)
         import timm
 
         kwargs = {"pretrained": False, "in_chans": 1, "num_classes": 0}
+        if config.image_output_stride is not None:
+            kwargs["output_stride"] = config.image_output_stride
         if load_pretrained and config.image_pretrained:
             # timm adapts the first convolution to one channel when it loads pretrained weights itself.
             source = config.image_pretrained
@@ -104,7 +107,7 @@ class TimmEncoder(ImageEncoder):
                 self.model = timm.create_model(name, img_size=config.image_size, **kwargs)
             except TypeError:  # CNNs take no img_size: they accept any size
                 self.model = timm.create_model(name, **kwargs)
-        except RuntimeError as err:
+        except (RuntimeError, TypeError) as err:  # TypeError: an option the backbone lacks (output_stride)
             raise ConfigError("image_encoder", f"timm could not build {name!r}: {err}") from err
         self.num_prefix_tokens = getattr(self.model, "num_prefix_tokens", 0)
         with torch.no_grad():

@@ -5,9 +5,14 @@ of its heat map. The heat map is per-patch logits on the first view's fused toke
 per-study offset from the pooled fused streams (text and every view), so context such as the
 indication or the lateral view raises or lowers the whole map without moving its peak::
 
-    heat[b, d, p] = patch_logit[b, d, p] + offset[b, d]
+    heat[b, d, p] = patch_logit[b, d, p] + offset[b, d] (+ prior[d, p] with ``spatial_prior``)
     logit[b, d]   = MIL_p(heat[b, d, p])            (log-mean-exp with sharpness r, or attention)
     zone[b, d, z] = log-mean-exp of heat over zone z, weighted by the zone's cover of each patch
+
+The optional spatial prior is a learned per-observation bias map on the grid (zeros when built;
+training starts it from the training boxes, :func:`prior_from_box_frequency`): where the image
+gives no evidence the map points where that disease's boxes usually lie, and image evidence moves
+the peak from there.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ class DiseaseHeads(nn.Module):
     """
 
     def __init__(self, hidden: int, num_labels: int, grid_size: tuple[int, int], zones: list[str], pooling: str,
-                 r: float):
+                 r: float, spatial_prior: bool = False):
         super().__init__()
         self.grid_size = grid_size
         self.pooling = pooling
@@ -46,6 +51,7 @@ class DiseaseHeads(nn.Module):
         self.patch = nn.Linear(hidden, num_labels)
         self.offset = nn.Linear(2 * hidden, num_labels)
         self.attention = nn.Linear(hidden, num_labels) if pooling == "attention" else None
+        self.prior = nn.Parameter(torch.zeros(num_labels, *grid_size)) if spatial_prior else None
         cover = torch.from_numpy(zone_masks(*grid_size)[[ZONES.index(z) for z in zones]]).flatten(1)
         # log of each zone's cover per patch [Z, n]: zone pooling adds it inside a log-sum-exp.
         self.register_buffer("log_zone_cover", cover.log(), persistent=False)
@@ -56,6 +62,8 @@ class DiseaseHeads(nn.Module):
         pooled = torch.cat([masked_mean(text, text_mask), masked_mean(image, image_mask)], dim=-1)
         heat = self.patch(first_view).transpose(1, 2) + self.offset(pooled)[..., None]  # [B, D, n]
         heat = heat.float()  # pooling in fp32: log-sum-exp of bf16 logits loses the ranking
+        if self.prior is not None:
+            heat = heat + self.prior.float().flatten(1)
         if self.attention is None:
             logits = (torch.logsumexp(self.r * heat, dim=-1) - math.log(heat.shape[-1])) / self.r
         else:
@@ -64,6 +72,15 @@ class DiseaseHeads(nn.Module):
         zone = torch.logsumexp(self.r * heat[:, :, None, :] + self.log_zone_cover, dim=-1)
         zone_logits = (zone - self.log_zone_area) / self.r
         return logits, heat.unflatten(-1, self.grid_size), zone_logits
+
+
+def prior_from_box_frequency(frequency: torch.Tensor, floor: float = 0.01) -> torch.Tensor:
+    """Start values of the spatial prior from ``frequency [D, h, w]``, the share of an observation's
+    training boxes that cover each patch: its log-odds (clipped to ``[floor, 1 - floor]``) less its
+    maximum, so the prior is 0 where boxes are most frequent and negative elsewhere (all 0 for an
+    observation without boxes), and the pooled logits start where they would without it."""
+    logits = torch.logit(frequency.float().clamp(floor, 1 - floor))
+    return logits - logits.flatten(1).amax(1)[:, None, None]
 
 
 def _bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

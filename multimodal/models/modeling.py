@@ -111,7 +111,7 @@ class MultimodalModel(nn.Module):
         self.fusion = CrossModalFusion(text_dim, image_dim, config.fusion_hidden, config.fusion_layers,
                                        config.fusion_heads, config.fusion_mlp_ratio, config.dropout)
         self.heads = DiseaseHeads(config.fusion_hidden, len(config.observations), self.grid_size, config.zones,
-                                  config.mil_pooling, config.mil_r)
+                                  config.mil_pooling, config.mil_r, config.spatial_prior)
         special = {"bos": self.tokenizer.cls_token_id, "eos": self.tokenizer.sep_token_id,
                    "pad": self.tokenizer.pad_token_id, "unk": self.tokenizer.unk_token_id}
         if config.decoder_vocab is not None:

@@ -62,7 +62,9 @@ class OptimConfig(_Section):
 class EarlyStoppingConfig(_Section):
     """Which validation metric picks the best checkpoint, and when to give up."""
 
-    metric: Literal["macro_auroc", "macro_ap", "micro_auroc", "macro_f1", "val_loss"] = "macro_auroc"
+    metric: Literal["macro_auroc", "macro_ap", "micro_auroc", "macro_f1", "val_loss", "pointing_game",
+                    "auroc_pointing"] = Field("macro_auroc", description="pointing_game: on the validation "
+                                              "studies with boxes; auroc_pointing: mean of it and macro_auroc")
     patience: int | None = Field(None, ge=1, description="evaluations without improvement; None: never stop")
     min_delta: float = Field(0.0, ge=0)
 

@@ -29,17 +29,19 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from multimodal.data.dataset import StudyDataset, collate_studies
+from multimodal.data.dataset import StudyDataset, box_frequency, collate_studies
 from multimodal.data.manifest import load_manifest
 from multimodal.evaluation.classification import point_metrics, tune_thresholds
 from multimodal.evaluation.figures import reliability_figure, roc_figure
+from multimodal.evaluation.region import pointing_game, pointing_trials
 from multimodal.models.decoder_vocab import build_decoder_vocab
 from multimodal.precision import native_bf16
 from multimodal.models.model_card import ModelCard
+from multimodal.models.heads import prior_from_box_frequency
 from multimodal.models.modeling import MultimodalModel
 from multimodal.security.signing import sign_directory, verify_directory
 from multimodal.training.adversarial import Adversary
@@ -134,6 +136,18 @@ def find_unused_parameters(cfg: TrainConfig, train_records: list) -> bool:
     return not all(r.findings.strip() for r in train_records)
 
 
+def init_spatial_prior(model: MultimodalModel, train_records: list, cfg: TrainConfig) -> torch.Tensor:
+    """Start the heads' spatial prior from the training split's boxes (no augmentation; validation and
+    test studies are never read): :func:`~multimodal.models.heads.prior_from_box_frequency` of
+    :func:`~multimodal.data.dataset.box_frequency`. Returns the frequencies ``[D, h, w]``."""
+    dataset = StudyDataset(train_records, model.config, tokenizer=model.tokenizer, train=False,
+                           cache_dir=cfg.data.cache_dir, grid_size=model.grid_size)
+    frequency = box_frequency(dataset)
+    with torch.no_grad():
+        model.heads.prior.copy_(prior_from_box_frequency(frequency))
+    return frequency
+
+
 def build_optimizer(model: MultimodalModel, optim: OptimConfig) -> torch.optim.AdamW:
     """AdamW with ``encoder_lr`` for pretrained encoders and ``lr`` elsewhere; no decay on biases/norms.
 
@@ -169,15 +183,19 @@ def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, total_
 @torch.no_grad()
 def validate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, observations: list[str]
              ) -> tuple[dict[str, float], np.ndarray, dict[str, torch.Tensor], tuple[np.ndarray, ...]]:
-    """Validation loss and classification metrics (all processes), tuned thresholds, a first batch.
+    """Validation loss, classification metrics and the pointing game (all processes; ``auroc_pointing``
+    is the mean of ``macro_auroc`` and ``pointing_game``), tuned thresholds, a first batch.
 
     Returns ``(metrics, thresholds [D], first, (probs, labels, masks) [N, D])`` where ``first`` holds
     the first batch's ``pixel_values``, ``heatmaps`` and ``probs`` for the tracker's pictures.
     """
     model.eval()
-    losses, probs, labels, masks, first = [], [], [], [], {}
-    for batch, _ in loader:
+    losses, probs, labels, masks, first, hits = [], [], [], [], {}, []
+    for batch, meta in loader:
         out = model(**batch)
+        trials = pointing_trials(out.heatmaps.float().cpu().numpy(), meta["boxes"], observations,
+                                 batch["pixel_values"].shape[-1])
+        hits += [(observations[d], hit) for _, d, _, _, hit in trials]
         # One mean per process and batch: plain gather (gather_for_metrics would trim it as if per sample).
         losses.append(accelerator.gather(out.loss.detach().float().reshape(1)).cpu())
         p, y, m = accelerator.gather_for_metrics((out.probs.float(), batch["labels"], batch["label_mask"]))
@@ -192,6 +210,15 @@ def validate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerato
     metrics = {"val_loss": float(torch.cat(losses).mean())}
     metrics.update({f"macro_{k}": v for k, v in scores["macro"].items() if v is not None})
     metrics.update({f"micro_{k}": v for k, v in scores["micro"].items() if v is not None})
+    hits = [h for part in gather_object([hits]) for h in part] if accelerator.num_processes > 1 else hits
+    by_observation: dict[str, list[bool]] = {}
+    for name, hit in hits:
+        by_observation.setdefault(name, []).append(hit)
+    pointing = pointing_game(by_observation)["mean"]
+    if pointing is not None:
+        metrics["pointing_game"] = pointing
+        if "macro_auroc" in metrics:
+            metrics["auroc_pointing"] = (metrics["macro_auroc"] + pointing) / 2
     return metrics, thresholds, first, (probs_np, labels_np, masks_np)
 
 
@@ -286,6 +313,8 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     if accelerator.is_main_process:
         save_train_config(cfg, run / "config.yaml")
     model = build_model(cfg, run, train_records)
+    if model.heads.prior is not None and not resume and cfg.init_from is None:
+        init_spatial_prior(model, train_records, cfg)  # a resumed or init_from model holds its prior
     observations = list(model.config.observations)
     train_loader, val_loader = build_loaders(cfg, model, train_records)
     optimizer = build_optimizer(model, cfg.optim)

@@ -12,7 +12,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
-from multimodal.data.dataset import MODEL_KEYS, StudyDataset, collate_studies
+from multimodal.data.dataset import MODEL_KEYS, StudyDataset, box_frequency, collate_studies
 from multimodal.data.manifest import Box, StudyRecord, load_manifest
 from multimodal.models.configuration import MultimodalConfig
 from multimodal.models.modeling import MultimodalModel
@@ -161,3 +161,17 @@ def test_the_cache_serves_the_same_pixels(tmp_path, config, tokenizer):
     first, second = cached[0]["pixel_values"], cached[0]["pixel_values"]
     assert list((tmp_path / "cache").rglob("*.npz"))
     assert torch.allclose(first, plain, atol=1e-2) and torch.allclose(second, plain, atol=1e-2)
+
+
+def test_box_frequency_is_the_share_of_boxed_studies_covering_each_patch(tmp_path, config, tokenizer):
+    image = _png(tmp_path / "square.png", 64, 64)
+    lesion = lambda x: Box(label="Lung Lesion", xywh=(x, 0, 16, 16))  # noqa: E731 - two 2 x 2-patch boxes
+    records = [StudyRecord(study_id="a", images=[image], labels={"Lung Lesion": 1}, boxes=[lesion(0)]),
+               StudyRecord(study_id="b", images=[image], labels={"Lung Lesion": 1}, boxes=[lesion(16)]),
+               StudyRecord(study_id="c", images=[image], labels={"Lung Lesion": 0})]  # no box: not counted
+    frequency = box_frequency(StudyDataset(records, config, tokenizer))
+    d = config.observations.index("Lung Lesion")
+    expected = torch.zeros(8, 8)
+    expected[0:2, 0:2], expected[0:2, 2:4] = 0.5, 0.5
+    assert torch.equal(frequency[d], expected)
+    assert frequency.sum() == expected.sum()  # observations without boxes stay 0

@@ -9,7 +9,8 @@ import pytest
 
 from multimodal.evaluation.caption import caption_metrics, java_available, tokenize
 from multimodal.evaluation.classification import classification_metrics, tune_thresholds
-from multimodal.evaluation.region import heatmap_peak, point_in_boxes, pointing_game, tolerance_px, zone_f1
+from multimodal.evaluation.region import (heatmap_peak, point_in_boxes, pointing_game, pointing_game_ci,
+                                          pointing_trials, tolerance_px, zone_f1)
 
 # One observation: positives score 0.35 and 0.8, negatives 0.1 and 0.4.
 PROBS = np.array([[0.1], [0.4], [0.35], [0.8]])
@@ -126,6 +127,25 @@ def test_pointing_game_averages_observations_and_pools_boxes():
     pg = pointing_game({"A": [True, True, False, True], "B": [False], "C": []})
     assert pg["per_observation"]["A"]["accuracy"] == 0.75 and "C" not in pg["per_observation"]
     assert pg["mean"] == pytest.approx(0.375) and pg["overall"] == pytest.approx(0.6)
+
+
+def test_pointing_trials_match_boxes_by_label_and_score_the_upsampled_peak():
+    heat = np.zeros((2, 2, 4, 4))
+    heat[0, 0, 1, 2] = heat[1, 0, 3, 3] = heat[0, 1, 0, 0] = 1.0
+    boxes = [[{"label": "Lung_Lesion", "xywh": [30, 10, 20, 20]}, {"label": "Other", "xywh": [0, 0, 64, 64]}],
+             [{"label": "lung lesion", "xywh": [0, 0, 10, 10]}, {"label": "Effusion", "xywh": [0, 0, 16, 16]}]]
+    trials = pointing_trials(heat, boxes, ["Lung Lesion", "Effusion"], 64)
+    assert [(n, d, hit) for n, d, _, _, hit in trials] == [(0, 0, True), (1, 0, False), (1, 1, True)]
+
+
+def test_pointing_game_interval_resamples_studies_and_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    trials = [(n, n % 2, [], (0.0, 0.0), bool(rng.random() < 0.6)) for n in range(80)]
+    hits = {"A": [t[4] for t in trials if t[1] == 0], "B": [t[4] for t in trials if t[1] == 1]}
+    low, high = pointing_game_ci(trials, ["A", "B"], n_bootstrap=300, seed=0)
+    assert low < pointing_game(hits)["mean"] < high and high - low < 0.4
+    assert pointing_game_ci(trials, ["A", "B"], n_bootstrap=300, seed=0) == [low, high]
+    assert pointing_game_ci([], ["A"]) is None
 
 
 def test_zone_f1_counts_only_pairs_with_zone_labels():

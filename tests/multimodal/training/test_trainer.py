@@ -119,3 +119,29 @@ def test_ema_run_is_calibrated_and_exports_its_top_k_checkpoints_as_an_ensemble(
     # The checkpoints hold the averaged weights; the resumable state keeps training's raw ones.
     raw = load_file(str(run / "state" / "model.safetensors"))
     assert any(not torch.equal(w, raw[k]) for k, w in _weights(result.last).items() if k in raw)
+
+
+def test_the_spatial_prior_starts_from_the_training_boxes_and_validation_scores_the_pointing_game(tiny_config,
+                                                                                                  tmp_path):
+    from multimodal.data.dataset import StudyDataset, box_frequency
+    from multimodal.models.heads import prior_from_box_frequency
+    from multimodal.training.config import load_train_config
+    from multimodal.training.trainer import init_spatial_prior, split_records
+
+    tiny_config["model"]["spatial_prior"] = True
+    cfg = load_train_config(tiny_config)
+    records = split_records(cfg, "train")
+    model = MultimodalModel.from_config(cfg.multimodal_config())
+    frequency = init_spatial_prior(model, records, cfg)
+    assert frequency.amax() > 0  # the phantom's training studies carry boxes
+    expected = box_frequency(StudyDataset(records, model.config, tokenizer=model.tokenizer, grid_size=model.grid_size))
+    torch.testing.assert_close(frequency, expected)
+    torch.testing.assert_close(model.heads.prior.detach(), prior_from_box_frequency(frequency))
+
+    result = train(tiny_config, tmp_path / "run", overrides=["optim.max_steps=2",
+                                                               "early_stopping.metric=auroc_pointing"])
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert 0.0 <= history[-1]["pointing_game"] <= 1.0
+    assert history[-1]["auroc_pointing"] == pytest.approx((history[-1]["macro_auroc"] + history[-1]["pointing_game"]) / 2)
+    assert result.best_metrics["auroc_pointing"] == max(h["auroc_pointing"] for h in history)
+    assert MultimodalModel.from_pretrained(result.best).heads.prior is not None
