@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -96,6 +97,15 @@ def resolve_precision(precision: str) -> str:
     if precision == "fp16" and not cuda:
         raise ConfigError("precision", "fp16 (with loss scaling) needs a CUDA device; use bf16 or fp32 on CPU")
     return {"fp32": "no"}.get(precision, precision)
+
+
+def _free_precision(mixed_precision: str) -> None:
+    """Let a single process train again at another precision (a notebook, a test session, ``prune
+    --finetune`` after an fp32 run): Accelerate keeps one precision per process and refuses a second.
+    A multi-process launch keeps its state: there the launcher chose the precision once."""
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != mixed_precision and PartialState().num_processes == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def split_records(cfg: TrainConfig, split: str) -> list:
@@ -304,8 +314,10 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     _prepare_run_dir(run, resume)
     check_installed(cfg.logging.tracker)
     train_records = split_records(cfg, cfg.data.train_split)
+    mixed_precision = resolve_precision(cfg.precision)
+    _free_precision(mixed_precision)
     accelerator = Accelerator(
-        mixed_precision=resolve_precision(cfg.precision), gradient_accumulation_steps=cfg.optim.grad_accum,
+        mixed_precision=mixed_precision, gradient_accumulation_steps=cfg.optim.grad_accum,
         log_with=None if cfg.logging.tracker == "none" else cfg.logging.tracker, project_dir=str(run),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters(cfg, train_records))])

@@ -61,12 +61,9 @@ def test_method_none_is_the_identity_and_stray_keys_are_named(tiny_config):
 def test_adversarial_training_runs_under_bf16_autocast_with_gradient_accumulation(tiny_config, tmp_path):
     tiny_config.update(precision="bf16", adversarial=PGD)
     tiny_config["optim"].update(grad_accum=2, max_steps=1)
-    # Accelerate keeps its precision per process: an earlier fp32 run in this process (any test that
-    # trains) must not decide this one's, and later fp32 runs need a fresh state again
-    AcceleratorState._reset_state(reset_partial_state=True)
-    try:
+    try:  # an earlier fp32 run in this process (any test that trains) must not decide this one's precision
         result = train(tiny_config, tmp_path / "adv")
-    finally:
+    finally:  # Accelerate keeps its precision per process: later fp32 runs in this process need a fresh state
         AcceleratorState._reset_state(reset_partial_state=True)
     assert result.steps == 1 and torch.isfinite(torch.tensor(result.metrics["val_loss"]))
     saved = yaml.safe_load((tmp_path / "adv" / "config.yaml").read_text())
