@@ -1,7 +1,8 @@
 """`prune(model_dir, out, amount, structured, manifest)`: smaller models that load with ``from_pretrained``.
 
 * **unstructured**: per layer, the ``amount`` fraction of weights with the smallest magnitude in
-  every Linear layer of the image encoder, text encoder and fusion is set to zero
+  every Linear layer of the image encoder, text encoder and fusion, and of every convolution of the
+  image encoder (a ResNet backbone, a ViT's patch embedding), is set to zero
   (``torch.nn.utils.prune.l1_unstructured``, made permanent). The architecture and file size stay;
   the zeros compress (``gzip``) and are what sparse kernels would skip.
 * **structured**: ``amount`` of the feed-forward (MLP) channels of every transformer block and of the
@@ -42,14 +43,16 @@ from multimodal.models.modeling import MultimodalModel
 PRUNED_PARTS = ("image_encoder", "text_encoder", "fusion")
 
 
-def prunable_linears(model: MultimodalModel) -> list[nn.Linear]:
-    """The Linear layers of the image encoder, text encoder and fusion."""
-    return [m for part in PRUNED_PARTS for m in getattr(model, part).modules() if isinstance(m, nn.Linear)]
+def prunable_layers(model: MultimodalModel) -> list[nn.Linear | nn.Conv2d]:
+    """The Linear layers of the image encoder, text encoder and fusion, and the image encoder's
+    convolutions (a CNN backbone such as ``timm:resnet18`` is almost all Conv2d)."""
+    return [m for part in PRUNED_PARTS for m in getattr(model, part).modules()
+            if isinstance(m, nn.Linear) or (part == "image_encoder" and isinstance(m, nn.Conv2d))]
 
 
 def prune_unstructured(model: MultimodalModel, amount: float) -> MultimodalModel:
-    """Zero the ``amount`` smallest-magnitude weights of each prunable Linear layer, in place."""
-    for layer in prunable_linears(model):
+    """Zero the ``amount`` smallest-magnitude weights of each prunable layer, in place."""
+    for layer in prunable_layers(model):
         torch_prune.l1_unstructured(layer, "weight", amount)
         torch_prune.remove(layer, "weight")
     return model
@@ -127,7 +130,7 @@ class ZeroMask:
 
     def __init__(self, model: MultimodalModel):
         names = {id(m): name for name, m in model.named_modules()}
-        self.keep = {names[id(layer)]: layer.weight.detach() != 0 for layer in prunable_linears(model)}
+        self.keep = {names[id(layer)]: layer.weight.detach() != 0 for layer in prunable_layers(model)}
 
     def __call__(self, model: nn.Module) -> None:
         with torch.no_grad():

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from multimodal.cli import main
-from multimodal.compression.prune import prunable_linears, prune
+from multimodal.compression.prune import prunable_layers, prune
 from multimodal.data.dataset import StudyDataset, collate_studies
 from multimodal.data.manifest import load_manifest
 from multimodal.data.phantom import write_phantom_dataset
@@ -61,7 +61,7 @@ def test_finetuned_unstructured_model_keeps_its_zeros_and_recovers_the_loss(trai
                  "--epochs", "2", *[x for s in QUICK for x in ("--set", s)], "--out", str(out)]) == 0
     pruned, tuned = (MultimodalModel.from_pretrained(d) for d in (out / "finetune" / "pruned", out))
     changed = 0
-    for before, after in zip(prunable_linears(pruned), prunable_linears(tuned)):
+    for before, after in zip(prunable_layers(pruned), prunable_layers(tuned)):
         zero = before.weight == 0
         assert zero.float().mean() >= 0.69 and bool((after.weight[zero] == 0).all())
         changed += int((after.weight[~zero] != before.weight[~zero]).any() and after.weight.requires_grad)

@@ -8,7 +8,7 @@ import torch
 
 from multimodal.cli import main
 from multimodal.compression.export import ClassificationGraph, example_batch
-from multimodal.compression.prune import _mlp_pairs, prunable_linears, prune
+from multimodal.compression.prune import _mlp_pairs, prunable_layers, prune
 from multimodal.models.head_pruning import attention_modules, head_count
 from multimodal.models.modeling import MultimodalModel
 
@@ -75,7 +75,7 @@ def test_head_pruning_keeps_the_heads_that_matter_and_round_trips(tiny_dir, tmp_
 def test_unstructured_pruning_zeroes_the_smallest_weights_of_each_layer(tiny_dir, tmp_path):
     report = prune(tiny_dir, tmp_path / "sparse", amount=0.5)
     model, source = MultimodalModel.from_pretrained(tmp_path / "sparse"), MultimodalModel.from_pretrained(tiny_dir)
-    for layer, original in zip(prunable_linears(model), prunable_linears(source)):
+    for layer, original in zip(prunable_layers(model), prunable_layers(source)):
         zero = layer.weight == 0
         assert abs(zero.float().mean() - 0.5) < 0.01
         # what is kept is the larger half, unchanged
@@ -88,7 +88,7 @@ def test_unstructured_pruning_zeroes_the_smallest_weights_of_each_layer(tiny_dir
 def test_unstructured_pruning_of_already_small_weights_keeps_outputs(tiny_dir, tmp_path):
     model = MultimodalModel.from_pretrained(tiny_dir)
     with torch.no_grad():
-        for layer in prunable_linears(model):
+        for layer in prunable_layers(model):
             w = layer.weight
             w[w.abs() < w.abs().quantile(0.3)] = 0
     model.save_pretrained(tmp_path / "src")
@@ -96,3 +96,25 @@ def test_unstructured_pruning_of_already_small_weights_keeps_outputs(tiny_dir, t
     batch = example_batch(model)
     for a, b in zip(_outputs(model, batch), _outputs(MultimodalModel.from_pretrained(tmp_path / "p30"), batch)):
         torch.testing.assert_close(a, b)
+
+
+def test_unstructured_pruning_reaches_the_convolutions_of_a_cnn_image_encoder(tmp_path):
+    """A ResNet image encoder is almost all Conv2d: its convolutions lose the same share as the
+    Linear layers, and the pruned model still loads and runs."""
+    from torch import nn
+
+    from multimodal.models.configuration import MultimodalConfig
+
+    torch.manual_seed(0)
+    config = MultimodalConfig(observations="phantom", image_encoder="timm:resnet18", image_size=64, max_views=1,
+                              text_layers=1, text_max_length=8, fusion_layers=1, fusion_heads=2, fusion_hidden=32,
+                              decoder_layers=1, decoder_max_length=8)
+    source = MultimodalModel.from_config(config, load_pretrained=False).save_pretrained(tmp_path / "cnn")
+    prune(source, tmp_path / "sparse", amount=0.3)
+    model = MultimodalModel.from_pretrained(tmp_path / "sparse")
+    convs = [m for m in prunable_layers(model) if isinstance(m, nn.Conv2d)]
+    assert len(convs) == sum(isinstance(m, nn.Conv2d) for m in model.image_encoder.modules()) > 10
+    for layer in convs:
+        assert abs((layer.weight == 0).float().mean() - 0.3) < 0.02
+    with torch.no_grad():
+        assert torch.isfinite(_outputs(model, example_batch(model))[0]).all()
