@@ -6,17 +6,21 @@
   (``torch.nn.utils.prune.l1_unstructured``, made permanent). The architecture and file size stay;
   the zeros compress (``gzip``) and are what sparse kernels would skip.
 * **structured**: ``amount`` of the feed-forward (MLP) channels of every transformer block and of the
-  attention heads of every ViT block and fusion attention are removed, so the model really shrinks.
-  MLP channels: MONAI ViT blocks (``image_mlp_dim``), fusion FFNs (``fusion_mlp_ratio``), the text
-  encoder's and the findings decoder's BERT layers (they share ``text_config.intermediate_size``);
-  each layer keeps its own most important channels, importance = ``|W_in[j]| x |W_out[:, j]|`` (L2
-  norms of the channel's input row and output column), and every layer keeps the same number, so
-  the config's sizes describe the smaller model. Heads: each attention module keeps its
+  attention heads of every attention module are removed, so the model really shrinks. MLP channels:
+  MONAI ViT blocks (``image_mlp_dim``), fusion FFNs (``fusion_mlp_ratio``), the text encoder's and
+  the findings decoder's BERT layers (they share ``text_config.intermediate_size``); each layer keeps
+  its own most important channels, importance = ``|W_in[j]| x |W_out[:, j]|`` (L2 norms of the
+  channel's input row and output column), and every layer keeps the same number, so the config's
+  sizes describe the smaller model. Heads: the ViT blocks, the fusion attentions, the BERT text
+  encoder's self-attention and the findings decoder's self- and cross-attention; each module keeps its
   ``round(heads x (1 - amount))`` (at least one) heads of largest value-row x output-column norm
-  (:func:`multimodal.models.head_pruning.head_importance`); the count per module goes into
-  ``config.attention_heads``, from which ``from_pretrained`` rebuilds the narrower projections. The
-  BERT text encoder and findings decoder keep their heads; timm image encoders keep their MLPs and
-  heads (neither is a config key).
+  (:func:`multimodal.models.head_pruning.head_importance`); the count per module name goes into
+  ``config.attention_heads``, from which ``from_pretrained`` rebuilds the narrower projections
+  (transformers 5 has no ``prune_heads`` / ``config.pruned_heads`` of its own any more). timm and
+  other non-MONAI image encoders keep their MLPs and heads (no config key sizes them). LoRA adapters
+  are merged into their base weights first (:meth:`~multimodal.models.modeling.MultimodalModel.merge_lora`):
+  the pruned model has none (``lora_image`` / ``lora_text`` are None), and fine-tuning it trains the
+  merged encoders as ``freeze_image`` / ``freeze_text`` say.
 * **fine-tuning** (``manifest`` given): the pruned model is trained further through
   :func:`multimodal.training.trainer.train` (``init_from`` the pruned model); after unstructured
   pruning a :class:`ZeroMask` puts the pruned weights back to zero after every optimizer step, so
@@ -79,8 +83,8 @@ def _keep(first: nn.Linear, second: nn.Linear, k: int) -> None:
 
 
 def prune_heads(model: MultimodalModel, amount: float) -> MultimodalModel:
-    """Remove ``amount`` of the heads of every ViT-block and fusion attention, in place; records the
-    kept counts in ``model.config.attention_heads``."""
+    """Remove ``amount`` of the heads of every attention module (ViT blocks, fusion, text encoder,
+    decoder), in place; records the kept counts in ``model.config.attention_heads``."""
     counts = dict(model.config.attention_heads or {})
     for name, module in attention_modules(model).items():
         k = max(1, round(head_count(module) * (1 - amount)))
@@ -91,10 +95,9 @@ def prune_heads(model: MultimodalModel, amount: float) -> MultimodalModel:
 
 
 def prune_structured(model: MultimodalModel, amount: float) -> MultimodalModel:
-    """Remove ``amount`` of every feed-forward block's channels and of every attention's heads, in
-    place; updates ``model.config``."""
-    if model.config.lora_image or model.config.lora_text:
-        raise ValueError("structured pruning of a model with LoRA adapters is not supported")
+    """Merge any LoRA adapters, then remove ``amount`` of every feed-forward block's channels and of
+    every attention's heads, in place; updates ``model.config``."""
+    model.merge_lora()
     prune_heads(model, amount)
     config = model.config
     for kind, pairs in _mlp_pairs(model).items():

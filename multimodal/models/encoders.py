@@ -244,3 +244,16 @@ def apply_lora(module: nn.Module, lora: dict, default_targets: list[str], key: s
         raise ConfigError(f"{key}.target_modules", str(err)) from err
     for name, param in module.named_parameters():
         param.requires_grad_("lora_" in name)
+
+
+def merge_lora(module: nn.Module) -> int:
+    """Fold every LoRA adapter of ``module`` into its base layer's weights (peft's ``merge``) and put
+    the plain base layer back in its place, as peft's ``merge_and_unload`` does for a ``PeftModel``;
+    returns how many layers were merged. Outputs stay the same up to float rounding."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    adapted = [(name, m) for name, m in module.named_modules() if isinstance(m, BaseTunerLayer)]
+    for name, layer in adapted:
+        layer.merge()
+        module.set_submodule(name, layer.get_base_layer())
+    return len(adapted)

@@ -26,7 +26,7 @@ from preprocessing.text import load_tokenizer
 from .calibration import calibrated_probs
 from .configuration import MultimodalConfig
 from .decoder_vocab import normalise_decoder_vocab
-from .encoders import apply_freezing, apply_lora, build_image_encoder, build_text_encoder, text_layers
+from .encoders import apply_freezing, apply_lora, build_image_encoder, build_text_encoder, merge_lora, text_layers
 from .fusion import CrossModalFusion
 from .head_pruning import apply_head_counts
 from .model_card import CARD_NAME, ModelCard, weights_sha256
@@ -134,6 +134,17 @@ class MultimodalModel(nn.Module):
             apply_lora(self.image_encoder, config.lora_image, self.image_encoder.lora_targets, "lora_image")
         if config.lora_text is not None:
             apply_lora(self.text_encoder, config.lora_text, ["query", "value"], "lora_text")
+
+    def merge_lora(self) -> MultimodalModel:
+        """Fold the LoRA adapters of both encoders into their weights, in place (outputs unchanged up to
+        float rounding): ``config.lora_image`` / ``lora_text`` become None, so the saved model has
+        plain layers and, loaded again, trains its encoders as ``freeze_image`` / ``freeze_text`` say
+        (this copy keeps the base weights frozen as LoRA left them)."""
+        for encoder, key in ((self.image_encoder, "lora_image"), (self.text_encoder, "lora_text")):
+            if getattr(self.config, key) is not None:
+                merge_lora(encoder)
+                setattr(self.config, key, None)
+        return self
 
     @property
     def grid_size(self) -> tuple[int, int]:
