@@ -8,14 +8,21 @@ import torch
 
 from multimodal.cli import main
 from multimodal.compression.export import ClassificationGraph, example_batch
-from multimodal.compression.prune import _mlp_pairs, prunable_layers, prune
+from multimodal.compression.prune import _mlp_pairs, prunable_layers, prune, prune_structured
+from multimodal.models.configuration import MultimodalConfig
 from multimodal.models.head_pruning import attention_modules, head_count, output_projection
 from multimodal.models.modeling import MultimodalModel
 
 
+BERT_ATTENTIONS = ("text_encoder.encoder.layer.0.attention", "decoder.lm.bert.encoder.layer.0.attention",
+                   "decoder.lm.bert.encoder.layer.0.crossattention")
+
+
 def _outputs(model, batch):
+    """Probabilities, logits, heat maps, zone logits and the findings decoder's loss on ``batch``."""
     with torch.no_grad():
-        return ClassificationGraph(model)(**batch)
+        findings = model(**batch, findings_ids=batch["input_ids"], findings_mask=batch["attention_mask"])
+        return (*ClassificationGraph(model)(**batch), findings.losses["findings"])
 
 
 def _kill_even_heads(model) -> None:
@@ -103,8 +110,6 @@ def test_unstructured_pruning_reaches_the_convolutions_of_a_cnn_image_encoder(tm
     Linear layers, and the pruned model still loads and runs."""
     from torch import nn
 
-    from multimodal.models.configuration import MultimodalConfig
-
     torch.manual_seed(0)
     config = MultimodalConfig(observations="phantom", image_encoder="timm:resnet18", image_size=64, max_views=1,
                               text_layers=1, text_max_length=8, fusion_layers=1, fusion_heads=2, fusion_hidden=32,
@@ -118,3 +123,52 @@ def test_unstructured_pruning_reaches_the_convolutions_of_a_cnn_image_encoder(tm
         assert abs((layer.weight == 0).float().mean() - 0.3) < 0.02
     with torch.no_grad():
         assert torch.isfinite(_outputs(model, example_batch(model))[0]).all()
+
+
+def test_text_encoder_and_decoder_heads_are_removed_and_the_saved_model_is_exact(tiny_dir, tmp_path):
+    """The BERT text encoder's and the decoder's attentions keep half their heads, each recorded under
+    its own name; from_pretrained reproduces the pruned model in memory exactly, findings included."""
+    model = MultimodalModel.from_pretrained(tiny_dir)
+    pruned = prune_structured(MultimodalModel.from_pretrained(tiny_dir), 0.5)
+    prune(tiny_dir, tmp_path / "p", amount=0.5, structured=True)
+    loaded = MultimodalModel.from_pretrained(tmp_path / "p")
+    full, small = attention_modules(model), attention_modules(loaded)
+    for name in BERT_ATTENTIONS:
+        kept = head_count(full[name]) // 2
+        assert loaded.config.attention_heads[name] == head_count(small[name]) == kept
+        inner = small[name].self
+        channels = kept * full[name].self.attention_head_size
+        assert inner.query.out_features == inner.key.out_features == inner.value.out_features == channels
+        assert output_projection(small[name]).in_features == channels
+    batch = example_batch(model)
+    for a, b in zip(_outputs(pruned, batch), _outputs(loaded, batch)):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert pruned.generate_findings(**batch) == loaded.generate_findings(**batch)
+
+
+def test_a_model_with_lora_adapters_is_merged_then_pruned_and_reloads_the_same(tiny_dir, tmp_path):
+    """LoRA adapters (made non-zero) are merged first: pruning nothing keeps the outputs; pruning half
+    shrinks the merged encoders, leaves no adapters, and the saved model equals the pruned one."""
+    torch.manual_seed(0)
+    config = MultimodalConfig.from_dict({**MultimodalConfig.load(tiny_dir).to_dict(), "lora_image": {"r": 2},
+                                         "lora_text": {"r": 2}})
+    model = MultimodalModel.from_config(config, load_pretrained=False).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1)
+    model.save_pretrained(tmp_path / "lora")
+    batch = example_batch(model)
+    prune(tmp_path / "lora", tmp_path / "merged", amount=0.0, structured=True)
+    for a, b in zip(_outputs(model, batch), _outputs(MultimodalModel.from_pretrained(tmp_path / "merged"), batch)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    report = prune(tmp_path / "lora", tmp_path / "small", amount=0.5, structured=True)
+    small = MultimodalModel.from_pretrained(tmp_path / "small")
+    assert small.config.lora_image is None and small.config.lora_text is None
+    assert not any("lora_" in name for name, _ in small.named_parameters())
+    assert report["after"]["parameters"] < report["before"]["parameters"]
+    text = BERT_ATTENTIONS[0]
+    assert small.config.attention_heads[text] == head_count(attention_modules(model.merge_lora())[text]) // 2
+    pruned = prune_structured(MultimodalModel.from_pretrained(tmp_path / "lora"), 0.5)
+    for a, b in zip(_outputs(pruned, batch), _outputs(small, batch)):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)

@@ -185,6 +185,34 @@ def test_lora_trains_only_adapters_and_round_trips(tmp_path):
         torch.testing.assert_close(a, b)
 
 
+def test_merging_lora_keeps_outputs_and_leaves_plain_layers(tmp_path):
+    """Adapters made non-zero (as after training) are folded into the weights: same outputs, no
+    adapters left in the model or its config, and the saved model loads the same."""
+    torch.manual_seed(0)
+    model = MultimodalModel.from_config(tiny_config(lora_text={"r": 2}, lora_image={"r": 2}),
+                                        load_pretrained=False).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1)
+    query = model.text_encoder.encoder.layer[0].attention.self.query
+    base = query.base_layer.weight.detach().clone()
+    inputs = make_inputs(model, ["cough", "fever and chest pain"])
+    with torch.no_grad():
+        before = outputs(model, inputs)
+        model.merge_lora()
+        after = outputs(model, inputs)
+    assert model.config.lora_text is None and model.config.lora_image is None
+    assert not any("lora_" in name for name, _ in model.named_parameters())
+    assert not torch.allclose(model.text_encoder.encoder.layer[0].attention.self.query.weight, base)
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    loaded = MultimodalModel.from_pretrained(model.save_pretrained(tmp_path))
+    with torch.no_grad():
+        for a, b in zip(after, outputs(loaded, inputs)):
+            torch.testing.assert_close(a, b)
+
+
 def test_freezing_by_layers_and_all():
     model = MultimodalModel.from_config(tiny_config(text_layers=2, freeze_text=1, freeze_image="all"),
                                         load_pretrained=False)
