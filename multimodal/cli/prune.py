@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fraction of weights (unstructured) or of feed-forward channels and attention heads "
                         "(structured) removed (default: 0.5)")
     s.add_argument("--structured", action="store_true",
-                   help="remove feed-forward channels and attention heads so the model really shrinks "
-                        "(default: zero single weights)")
+                   help="remove feed-forward channels and attention heads (encoders, fusion, findings decoder) so "
+                        "the model really shrinks; LoRA adapters are merged first (default: zero single weights)")
     s.add_argument("--finetune", action="store_true",
                    help="fine-tune the pruned model on --manifest (pruned weights stay zero; the run goes to "
                         "OUT/finetune/)")
