@@ -53,7 +53,7 @@ class BertLabelerConfig(BaseModel):
     pooling: Literal["attention", "cls"] = Field("attention", description="what each head reads: its own "
                                                  "attention-weighted mean of the tokens, or the [CLS] vector")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="before the heads")
-    ensemble_threshold: float = Field(0.9, ge=0.0, le=1.0, description="the ensemble takes this model's class "
+    ensemble_threshold: float = Field(0.99, ge=0.0, le=1.0, description="the ensemble takes this model's class "
                                                                         "over the rules' when its probability is at least this")
     encoder_config: dict[str, Any] | None = Field(None, description="the encoder's Hugging Face config, "
                                                                     "written on save so that loading needs no network")
