@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="class weights = frequency ** -balance "
                         "(default: 0.5; 0 plain cross entropy, 1 inverse frequency)")
     s.add_argument("--freeze-layers", type=int, default=None,
-                   help="keep the embeddings and the encoder's first N layers fixed (default: 0; faster CPU steps)")
+                   help="keep the embeddings and the encoder's first N layers fixed (default: 0); their output is "
+                        "computed once per report and kept in memory, so a step runs only the layers above")
     s.add_argument("--seed", type=int, default=None, help="shuffling and initialisation seed (default: 0)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=run)

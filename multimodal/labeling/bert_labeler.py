@@ -53,7 +53,7 @@ class BertLabelerConfig(BaseModel):
     pooling: Literal["attention", "cls"] = Field("attention", description="what each head reads: its own "
                                                  "attention-weighted mean of the tokens, or the [CLS] vector")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="before the heads")
-    ensemble_threshold: float = Field(0.9, ge=0.0, le=1.0, description="the ensemble takes this model's class "
+    ensemble_threshold: float = Field(0.99, ge=0.0, le=1.0, description="the ensemble takes this model's class "
                                                                         "over the rules' when its probability is at least this")
     encoder_config: dict[str, Any] | None = Field(None, description="the encoder's Hugging Face config, "
                                                                     "written on save so that loading needs no network")
@@ -112,6 +112,33 @@ class BertLabeler(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token ids and mask ``[B, T]`` -> logits ``[B, O, 4]`` (classes in :data:`CLASSES` order)."""
         tokens = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
+        return self.classify(tokens, attention_mask)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: int) -> torch.Tensor:
+        """The token vectors ``[B, T, H]`` after the embeddings and the encoder's first ``layers`` layers:
+        the part that training with frozen layers computes once per report (:mod:`.training`)."""
+        hidden = self.encoder.embeddings(input_ids=input_ids)
+        return self._layers(hidden, attention_mask, 0, layers)
+
+    def forward_from(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
+        """Logits ``[B, O, 4]`` from the token vectors ``[B, T, H]`` that enter encoder layer ``layer``
+        (``forward_from(hidden_states(ids, mask, k), mask, k)`` is ``forward(ids, mask)``)."""
+        return self.classify(self._layers(hidden, attention_mask, layer, None), attention_mask)
+
+    def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int | None) -> torch.Tensor:
+        """Encoder layers ``start:stop`` over ``hidden`` ``[B, T, H]``, with the mask the encoder itself builds."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        layers = list(self.encoder.encoder.layer)[start:stop]
+        if not layers:
+            return hidden
+        mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        for layer in layers:
+            hidden = layer(hidden, mask)
+        return hidden
+
+    def classify(self, tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The heads: last-layer token vectors ``[B, T, H]`` and mask ``[B, T]`` -> logits ``[B, O, 4]``."""
         n_obs = len(self.config.observations)
         weight = self.heads.weight.view(n_obs, len(CLASSES), -1)  # [O, 4, H]
         bias = self.heads.bias.view(n_obs, len(CLASSES))

@@ -116,3 +116,31 @@ def test_frozen_layers_do_not_change_in_training(tiny_encoder, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(first[0].parameters(), top[0].parameters()))
     assert torch.equal(before.encoder.embeddings.word_embeddings.weight, after.encoder.embeddings.word_embeddings.weight)
     assert not all(torch.equal(a, b) for a, b in zip(first[1].parameters(), top[1].parameters()))
+
+
+@pytest.mark.parametrize("pooling", ["attention", "cls"])
+def test_the_cached_frozen_part_gives_the_logits_of_the_whole_encoder(tiny_encoder, pooling):
+    from multimodal.labeling.training import frozen_states, pad_states
+
+    model = BertLabeler(BertLabelerConfig(encoder=tiny_encoder, pooling=pooling)).eval()
+    texts = ["Mild cardiomegaly.", "No pleural effusion and no pneumothorax, the lungs are clear.", "Normal chest."]
+    whole = model(**model.tokenize(texts))
+    for layers in (0, 1, 2):  # nothing, part and all of the two-layer encoder frozen
+        cached = model.forward_from(*pad_states(frozen_states(model, texts, layers, batch_size=2)), layers)
+        assert torch.allclose(cached, whole, atol=1e-5)
+
+
+
+def test_training_only_the_heads_over_the_cache_learns_and_reloads_for_mmdx_label(tiny_encoder, tmp_path):
+    from multimodal.labeling import label_texts
+
+    texts = ["Mild cardiomegaly.", "Heart size is normal.", "Small left effusion."]
+    labels = [{"Cardiomegaly": 1}, {"Cardiomegaly": 0}, {"Pleural Effusion": 1}]
+    config = BertLabelerConfig(encoder=tiny_encoder, observations=["Cardiomegaly", "Pleural Effusion"], dropout=0.0)
+    out = train_bert_labeler(texts, labels, tmp_path / "heads", config=config, epochs=60, batch_size=3, lr=1e-2,
+                             freeze_layers=2, progress=False)  # both layers frozen: the cache is the last layer
+    got = label_texts(texts, "bert", str(out))
+    assert [r["values"]["Cardiomegaly"] for r in got] == [1, 0, None]
+    assert [r["values"]["Pleural Effusion"] for r in got] == [None, None, 1]
+    with pytest.raises(MmdxError, match="freeze_layers"):
+        train_bert_labeler(texts, labels, tmp_path / "bad", config=config, freeze_layers=3, progress=False)
