@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
@@ -36,6 +37,9 @@ def test_export_onnx_runs_in_onnx_runtime_like_pytorch_with_dynamic_axes(tiny_di
     int8 = ort.InferenceSession(str(tmp_path / "model.int8.onnx"), providers=["CPUExecutionProvider"])
     probs = int8.run(["probs"], {k: batch[k].numpy() for k in INPUTS})[0]
     assert probs.shape == tuple(want[0].shape) and np.abs(probs - want[0].numpy()).max() < 0.25
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "model.int8.onnx")).graph.node}
+    assert "Conv" in ops and "ConvInteger" not in ops  # the patch embedding stays fp32
+    assert ops & {"MatMulInteger", "DynamicQuantizeLinear"}  # the Linear layers are int8
 
 
 def test_int8_predictor_quantizes_linear_layers_and_scores_close_to_fp32(tiny_dir):
