@@ -35,7 +35,7 @@ from multimodal.inference.sources import discover_studies
 from multimodal.models.configuration import MultimodalConfig
 from multimodal.security.signing import verify_directory
 from multimodal.training.config import TrainConfig, apply_overrides
-from multimodal.training.trainer import Progress, _save_state, resolve_precision
+from multimodal.training.trainer import Progress, _save_state, free_precision, resolve_precision
 from preprocessing.cache import PreprocessCache
 from preprocessing.dicom import read_radiograph
 from preprocessing.errors import ConfigError, ImageReadError
@@ -174,11 +174,16 @@ def build_mae(cfg: PretrainConfig) -> torch.nn.Module:
     from monai.networks.nets import MaskedAutoEncoderViT
 
     vit = cfg.vit()
-    return MaskedAutoEncoderViT(
+    mae = MaskedAutoEncoderViT(
         in_channels=1, img_size=vit.image_size, patch_size=vit.patch_size, hidden_size=vit.image_hidden,
         mlp_dim=vit.image_mlp_dim, num_layers=vit.image_layers, num_heads=vit.image_heads, masking_ratio=cfg.mask_ratio,
         decoder_hidden_size=cfg.decoder_hidden, decoder_mlp_dim=4 * cfg.decoder_hidden,
         decoder_num_layers=cfg.decoder_layers, decoder_num_heads=cfg.decoder_heads, spatial_dims=2, qkv_bias=True)
+    # Under bf16/fp16 autocast the decoder embedding's output is half precision while MONAI writes it
+    # into a copy of its fp32 mask tokens (an index put, which needs one dtype): give it back in the
+    # mask tokens' dtype; the decoder blocks after it run under autocast again.
+    mae.decoder_embed.register_forward_hook(lambda module, args, out: out.to(mae.mask_tokens.dtype))
+    return mae
 
 
 def mae_loss(mae: torch.nn.Module, images: torch.Tensor, patch: int, norm_pix: bool) -> torch.Tensor:
@@ -250,7 +255,9 @@ def pretrain(images: list[str | Path], out: str | Path, config: str | Path | dic
                           f"{run} already holds a pretraining run; pass --resume or choose another --out")
     vit = cfg.vit()
     paths = image_paths(list(images), cfg.splits)
-    accelerator = Accelerator(mixed_precision=resolve_precision(cfg.precision), project_dir=str(run),
+    mixed_precision = resolve_precision(cfg.precision)
+    free_precision(mixed_precision)
+    accelerator = Accelerator(mixed_precision=mixed_precision, project_dir=str(run),
                               log_with="tensorboard" if cfg.tensorboard else None,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     set_seed(cfg.seed)

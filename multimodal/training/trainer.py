@@ -99,7 +99,7 @@ def resolve_precision(precision: str) -> str:
     return {"fp32": "no"}.get(precision, precision)
 
 
-def _free_precision(mixed_precision: str) -> None:
+def free_precision(mixed_precision: str) -> None:
     """Let a single process train again at another precision (a notebook, a test session, ``prune
     --finetune`` after an fp32 run): Accelerate keeps one precision per process and refuses a second.
     A multi-process launch keeps its state: there the launcher chose the precision once."""
@@ -315,7 +315,7 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     check_installed(cfg.logging.tracker)
     train_records = split_records(cfg, cfg.data.train_split)
     mixed_precision = resolve_precision(cfg.precision)
-    _free_precision(mixed_precision)
+    free_precision(mixed_precision)
     accelerator = Accelerator(
         mixed_precision=mixed_precision, gradient_accumulation_steps=cfg.optim.grad_accum,
         log_with=None if cfg.logging.tracker == "none" else cfg.logging.tracker, project_dir=str(run),
