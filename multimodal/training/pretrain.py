@@ -35,7 +35,7 @@ from multimodal.inference.sources import discover_studies
 from multimodal.models.configuration import MultimodalConfig
 from multimodal.security.signing import verify_directory
 from multimodal.training.config import TrainConfig, apply_overrides
-from multimodal.training.trainer import Progress, _save_state, free_precision, resolve_precision
+from multimodal.training.trainer import Progress, _save_state, process_precision
 from preprocessing.cache import PreprocessCache
 from preprocessing.dicom import read_radiograph
 from preprocessing.errors import ConfigError, ImageReadError
@@ -255,9 +255,7 @@ def pretrain(images: list[str | Path], out: str | Path, config: str | Path | dic
                           f"{run} already holds a pretraining run; pass --resume or choose another --out")
     vit = cfg.vit()
     paths = image_paths(list(images), cfg.splits)
-    mixed_precision = resolve_precision(cfg.precision)
-    free_precision(mixed_precision)
-    accelerator = Accelerator(mixed_precision=mixed_precision, project_dir=str(run),
+    accelerator = Accelerator(mixed_precision=process_precision(cfg.precision), project_dir=str(run),
                               log_with="tensorboard" if cfg.tensorboard else None,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     set_seed(cfg.seed)

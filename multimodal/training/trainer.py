@@ -99,13 +99,16 @@ def resolve_precision(precision: str) -> str:
     return {"fp32": "no"}.get(precision, precision)
 
 
-def free_precision(mixed_precision: str) -> None:
-    """Let a single process train again at another precision (a notebook, a test session, ``prune
-    --finetune`` after an fp32 run): Accelerate keeps one precision per process and refuses a second.
-    A multi-process launch keeps its state: there the launcher chose the precision once."""
+def process_precision(precision: str) -> str:
+    """:func:`resolve_precision`, and let a single process train again at another precision (a
+    notebook, a test session, ``prune --finetune`` after an fp32 run, ``pretrain`` then ``train``):
+    Accelerate keeps one precision per process and refuses a second. A multi-process launch keeps its
+    state: there the launcher chose the precision once. Call it right before building an Accelerator."""
+    mixed_precision = resolve_precision(precision)
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision") != mixed_precision and PartialState().num_processes == 1:
         AcceleratorState._reset_state(reset_partial_state=True)
+    return mixed_precision
 
 
 def split_records(cfg: TrainConfig, split: str) -> list:
@@ -314,8 +317,7 @@ def train(config: str | Path | dict | TrainConfig, out: str | Path, overrides: l
     _prepare_run_dir(run, resume)
     check_installed(cfg.logging.tracker)
     train_records = split_records(cfg, cfg.data.train_split)
-    mixed_precision = resolve_precision(cfg.precision)
-    free_precision(mixed_precision)
+    mixed_precision = process_precision(cfg.precision)
     accelerator = Accelerator(
         mixed_precision=mixed_precision, gradient_accumulation_steps=cfg.optim.grad_accum,
         log_with=None if cfg.logging.tracker == "none" else cfg.logging.tracker, project_dir=str(run),
