@@ -25,7 +25,21 @@ from multimodal.security.tls import TlsConfig
 from preprocessing.crypto import generate_key_file
 
 TLS_LISTENER_AET = "MMDXTLS"
-ECHOSCU = shutil.which("echoscu")
+
+
+def dcmtk_echoscu() -> str | None:
+    """dcmtk's echoscu on PATH, passing over pynetdicom's script of the same name (an activated
+    virtual environment puts that one first, and it knows no ``+tls``)."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = shutil.which("echoscu", path=folder)
+        if candidate:
+            version = subprocess.run([candidate, "--version"], capture_output=True, timeout=10)
+            if b"dcmtk" in version.stdout + version.stderr:
+                return candidate
+    return None
+
+
+ECHOSCU = dcmtk_echoscu()
 
 
 @pytest.fixture(scope="session")
