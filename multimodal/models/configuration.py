@@ -27,7 +27,7 @@ from .calibration import check_calibration
 
 CONFIG_NAME = "config.json"
 
-LOSS_NAMES = ("classification", "region", "zone", "findings")
+LOSS_NAMES = ("classification", "region", "region_peak", "zone", "findings")
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules"}
 
 Positive = Annotated[int, Field(strict=True, gt=0)]
@@ -36,7 +36,7 @@ Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 def _default_loss_weights() -> dict[str, float]:
-    return {"classification": 1.0, "region": 1.0, "zone": 0.5, "findings": 1.0}
+    return {"classification": 1.0, "region": 1.0, "region_peak": 0.0, "zone": 0.5, "findings": 1.0}
 
 
 class MultimodalConfig(BaseModel):

@@ -116,6 +116,22 @@ def region_loss(heatmaps: torch.Tensor, targets: torch.Tensor, region_mask: torc
     return ((inside + outside) / 2 * weights).sum() / weights.sum().clamp(min=1.0)
 
 
+def region_peak_loss(heatmaps: torch.Tensor, targets: torch.Tensor, region_mask: torch.Tensor) -> torch.Tensor:
+    """Box supervision on where the heat map ``[B, D, h, w]`` peaks: ``-log`` of the share of the
+    spatial softmax over the grid that falls inside the box (cells weighted by ``targets`` in [0, 1]).
+
+    Where :func:`region_loss` asks every box cell to be high and every other cell low, this one only
+    asks that the map's mass, and so its peak, sits in the box: the pointing game's own question,
+    as a multiple-instance loss over the box's cells. Averaged over the (study, disease) pairs with
+    ``region_mask`` True.
+    """
+    heat = heatmaps.flatten(2).float().log_softmax(-1)
+    target = targets.flatten(2).float()
+    inside = torch.logsumexp(heat + torch.log(target.clamp(min=1e-12)), dim=-1)
+    weights = region_mask.float() * (target.sum(-1) > 0).float()
+    return (-inside * weights).sum() / weights.sum().clamp(min=1.0)
+
+
 def zone_loss(zone_logits: torch.Tensor, targets: torch.Tensor, zone_mask: torch.Tensor) -> torch.Tensor:
     """BCE on zone logits ``[B, D, Z]`` for the (study, disease) pairs where ``zone_mask [B, D]`` is True."""
     weights = zone_mask.float()[..., None].expand_as(zone_logits)

@@ -30,7 +30,7 @@ from .encoders import apply_freezing, apply_lora, build_image_encoder, build_tex
 from .fusion import CrossModalFusion
 from .head_pruning import apply_head_counts
 from .model_card import CARD_NAME, ModelCard, weights_sha256
-from .heads import DiseaseHeads, FindingsDecoder, classification_loss, region_loss, zone_loss
+from .heads import DiseaseHeads, FindingsDecoder, classification_loss, region_loss, region_peak_loss, zone_loss
 
 WEIGHTS_NAME = "model.safetensors"
 ENSEMBLE_NAME = "ensemble.json"  # marks an ensemble directory (see .ensemble)
@@ -243,6 +243,8 @@ class MultimodalModel(nn.Module):
         if region_targets is not None:
             mask = region_mask if region_mask is not None else region_targets.flatten(2).amax(-1) > 0
             losses["region"] = region_loss(heatmaps, region_targets, mask)
+            if self.config.loss_weights["region_peak"] > 0:
+                losses["region_peak"] = region_peak_loss(heatmaps, region_targets, mask)
         if zone_targets is not None:
             mask = zone_mask if zone_mask is not None else torch.ones(zone_targets.shape[:2], dtype=torch.bool,
                                                                       device=zone_targets.device)

@@ -63,6 +63,14 @@ def test_output_shapes_and_mil_consistency(model):
     torch.testing.assert_close(out.logits, pooled)
 
 
+@torch.no_grad()
+def test_the_peak_loss_is_off_unless_weighted(model):
+    inputs = make_inputs(model, ["chest pain"])
+    region = torch.zeros(1, len(model.config.observations), *model.grid_size)
+    region[0, 0, :2, :2] = 1
+    assert set(model(**inputs, region_targets=region).losses) == {"region"}
+
+
 def test_padded_text_tokens_change_nothing(model):
     texts = ["small effusion", "no prior"]
     short, padded = make_inputs(model, texts, max_length=8), make_inputs(model, texts, max_length=16)
@@ -235,7 +243,7 @@ def test_timm_backbones_give_patch_tokens(backbone):
 def test_a_few_steps_drive_the_losses_down():
     torch.manual_seed(0)
     # A frozen text encoder keeps the step cheap; the decoder's 30k-word embedding still trains.
-    model = MultimodalModel.from_config(tiny_config(freeze_text="all")).train()
+    model = MultimodalModel.from_config(tiny_config(freeze_text="all", loss_weights={"region_peak": 0.5})).train()
     inputs = make_inputs(model, ["cough and fever", "follow up", "", "trauma"], views=2, seed=1)
     inputs["view_mask"][2, 1] = False
     d, (h, w) = 5, model.grid_size
@@ -256,8 +264,8 @@ def test_a_few_steps_drive_the_losses_down():
         out.loss.backward()
         optimiser.step()
         history.append({k: v.item() for k, v in out.losses.items()})
-    assert set(history[0]) == {"classification", "region", "zone", "findings"}
-    for name in ("classification", "region", "findings"):
+    assert set(history[0]) == {"classification", "region", "region_peak", "zone", "findings"}
+    for name in ("classification", "region", "region_peak", "findings"):
         assert history[-1][name] < 0.7 * history[0][name], (name, history[0][name], history[-1][name])
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from multimodal.models.fusion import Attention, CrossModalFusion
-from multimodal.models.heads import DiseaseHeads, classification_loss, region_loss
+from multimodal.models.heads import DiseaseHeads, classification_loss, region_loss, region_peak_loss
 from preprocessing.vocab import ZONES
 
 
@@ -67,3 +69,19 @@ def test_region_loss_rewards_heat_inside_the_box():
     inside = torch.where(target > 0, 4.0, -4.0)
     assert region_loss(inside, target, torch.tensor([[True]])) < region_loss(-inside, target, torch.tensor([[True]]))
     assert region_loss(-inside, target, torch.tensor([[False]])) == 0
+
+
+def test_region_peak_loss_asks_only_that_the_peak_lies_in_the_box():
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, :2, :2] = 1
+    one_cell = torch.full((1, 1, 4, 4), -10.0)
+    one_cell[0, 0, 0, 0] = 10.0  # a sharp peak on one box cell, the other box cells low
+    outside = torch.full((1, 1, 4, 4), -10.0)
+    outside[0, 0, 3, 3] = 10.0
+    mask = torch.tensor([[True]])
+    peak_in, peak_out = region_peak_loss(one_cell, target, mask), region_peak_loss(outside, target, mask)
+    assert peak_in < 1e-6 < 10 < peak_out  # ~all softmax mass inside vs ~none: -log(3 e^-20 + ...)
+    assert region_loss(one_cell, target, mask) > 2  # the per-cell BCE still punishes the low box cells
+    assert region_peak_loss(outside, target, torch.tensor([[False]])) == 0
+    # a flat map puts 4 of 16 cells' mass in the box
+    torch.testing.assert_close(region_peak_loss(torch.zeros(1, 1, 4, 4), target, mask), torch.tensor(math.log(4.0)))
