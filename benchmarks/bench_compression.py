@@ -120,8 +120,13 @@ def main(argv: list[str] | None = None) -> dict:
     setup_threads(a.threads)
     import onnxruntime as ort
 
+    with tempfile.TemporaryDirectory(prefix="bench_compression_") as tmp:  # ~1.7 GB for a real model
+        return _measure(a, argv, Path(tmp), ort)
+
+
+def _measure(a: argparse.Namespace, argv: list[str] | None, work: Path, ort) -> dict:
+    """Export, prune and time every contender under ``work``, a folder the caller removes."""
     load_before = os.getloadavg()
-    work = Path(tempfile.mkdtemp(prefix="bench_compression_"))
     model_dir = _source(a, work)
     source = MultimodalModel.from_pretrained(model_dir)
     batches = _batches(a, source)
