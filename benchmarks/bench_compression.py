@@ -118,14 +118,14 @@ def main(argv: list[str] | None = None) -> dict:
     if a.finetune_epochs and not a.manifest:
         p.error("--finetune-epochs needs --manifest")
     setup_threads(a.threads)
+    with tempfile.TemporaryDirectory(prefix="bench_compression_") as tmp:  # ~1.7 GB for a real model
+        return _measure(a, argv, Path(tmp))
+
+
+def _measure(a: argparse.Namespace, argv: list[str] | None, work: Path) -> dict:
+    """Export, prune and time every contender under ``work``, a folder the caller removes."""
     import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory(prefix="bench_compression_") as tmp:  # ~1.7 GB for a real model
-        return _measure(a, argv, Path(tmp), ort)
-
-
-def _measure(a: argparse.Namespace, argv: list[str] | None, work: Path, ort) -> dict:
-    """Export, prune and time every contender under ``work``, a folder the caller removes."""
     load_before = os.getloadavg()
     model_dir = _source(a, work)
     source = MultimodalModel.from_pretrained(model_dir)
