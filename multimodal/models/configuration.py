@@ -65,6 +65,11 @@ class MultimodalConfig(BaseModel):
     image_output_stride: Literal[8, 16, 32] | None = Field(
         None, description="timm CNNs: the backbone's output stride (timm's output_stride; 16 dilates the last "
         "stage: a 14 x 14 heat-map grid at 224 px instead of 7 x 7); None: the backbone's own")
+    image_skip_stride: Literal[4, 8] | None = Field(
+        None, description="timm CNNs: a finer token grid without running the deep stages at that resolution "
+        "(an FPN-style top-down merge): the last feature map is upsampled to this stride and added to a 1 x 1 "
+        "projection of the backbone's own feature map at this stride (8: a 28 x 28 heat map at 224 px); "
+        "None: tokens at the output stride")
     image_pretrained: str | None = Field(None, description="local weights file (or, for timm/hf, a hub id)")
     image_config: dict[str, Any] | None = Field(None, description="the image backbone's own config, filled at "
                                                 "build for hf:/txrv: so from_pretrained rebuilds offline")
@@ -168,6 +173,11 @@ class MultimodalConfig(BaseModel):
         kind.check(self, name)
         if self.image_output_stride is not None and not kind.takes_output_stride:
             raise ConfigError("image_output_stride", f"{self.image_encoder!r} takes none; timm CNN encoders do")
+        if self.image_skip_stride is not None and not kind.takes_output_stride:
+            raise ConfigError("image_skip_stride", f"{self.image_encoder!r} takes none; timm CNN encoders do")
+        if self.image_skip_stride is not None and self.image_skip_stride >= (self.image_output_stride or 32):
+            raise ConfigError("image_skip_stride", f"{self.image_skip_stride} must be finer than the output stride "
+                              f"{self.image_output_stride or 32}")
         if self.fusion_hidden % self.fusion_heads:
             raise ConfigError("fusion_heads", f"{self.fusion_heads} does not divide fusion_hidden {self.fusion_hidden}")
         unknown = [k for k in self.thresholds if k not in self.observations]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -85,7 +85,8 @@ class MonaiViTEncoder(ImageEncoder):
 
 class TimmEncoder(ImageEncoder):
     """Any timm backbone (``timm:<name>``): ViT patch tokens without prefix tokens, or a CNN's last
-    feature map flattened. Pretrained weights from a local file, or a hub id on machines with network."""
+    feature map flattened (with ``image_skip_stride``, merged FPN-style with a finer one). Pretrained
+    weights from a local file, or a hub id on machines with network."""
 
     syntax = "timm:<name>"
     takes_output_stride = True
@@ -94,7 +95,7 @@ class TimmEncoder(ImageEncoder):
         super().__init__(config, name, load_pretrained)
         import timm
 
-        kwargs = {"pretrained": False, "in_chans": 1, "num_classes": 0}
+        kwargs: dict[str, Any] = {"pretrained": False, "in_chans": 1, "num_classes": 0}
         if config.image_output_stride is not None:
             kwargs["output_stride"] = config.image_output_stride
         if load_pretrained and config.image_pretrained:
@@ -102,22 +103,48 @@ class TimmEncoder(ImageEncoder):
             source = config.image_pretrained
             overlay = {"file": source} if Path(source).exists() else {"hf_hub_id": source}
             kwargs.update(pretrained=True, pretrained_cfg_overlay=overlay)
+        self.lateral: nn.Conv2d | None = None
         try:
-            try:
-                self.model = timm.create_model(name, img_size=config.image_size, **kwargs)
-            except TypeError:  # CNNs take no img_size: they accept any size
-                self.model = timm.create_model(name, **kwargs)
+            if config.image_skip_stride is not None:
+                self.model = self._skip_backbone(timm, name, config.image_skip_stride, kwargs)
+            else:
+                try:
+                    self.model = timm.create_model(name, img_size=config.image_size, **kwargs)
+                except TypeError:  # CNNs take no img_size: they accept any size
+                    self.model = timm.create_model(name, **kwargs)
         except (RuntimeError, TypeError) as err:  # TypeError: an option the backbone lacks (output_stride)
             raise ConfigError("image_encoder", f"timm could not build {name!r}: {err}") from err
         self.num_prefix_tokens = getattr(self.model, "num_prefix_tokens", 0)
         with torch.no_grad():
-            probe = self.model.forward_features(torch.zeros(1, 1, config.image_size, config.image_size))
+            probe = self._features(torch.zeros(1, 1, config.image_size, config.image_size))
         self.grid_size = tuple(probe.shape[-2:]) if probe.ndim == 4 else tuple(self.model.patch_embed.grid_size)
-        self.out_dim = self.model.num_features
+        self.out_dim = probe.shape[1] if self.lateral is not None else self.model.num_features
         self.lora_targets = ["qkv"] if hasattr(self.model, "blocks") else []
 
+    def _skip_backbone(self, timm: Any, name: str, stride: int, kwargs: dict[str, Any]) -> nn.Module:
+        """The backbone as timm's ``features_only`` net returning the maps at ``stride`` and the last
+        one, and ``self.lateral``, the 1 x 1 projection of the finer map to the last map's width."""
+        kwargs = {k: v for k, v in kwargs.items() if k != "num_classes"}
+        probe = timm.create_model(name, features_only=True, **{**kwargs, "pretrained": False})
+        reductions, channels = probe.feature_info.reduction(), probe.feature_info.channels()
+        if stride not in reductions:
+            raise ConfigError("image_skip_stride", f"timm:{name} has feature maps at strides {sorted(set(reductions))}, "
+                              f"none at {stride}")
+        fine = max(i for i, r in enumerate(reductions) if r == stride)
+        model = timm.create_model(name, features_only=True, out_indices=(fine, len(reductions) - 1), **kwargs)
+        self.lateral = nn.Conv2d(channels[fine], channels[-1], kernel_size=1)
+        return model
+
+    def _features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``[B, C, h, w]`` for CNNs (the last map, or the FPN-style merge), ``[B, N, C]`` for ViTs."""
+        if self.lateral is None:
+            return self.model.forward_features(pixels)
+        fine, last = self.model(pixels)
+        top = nn.functional.interpolate(last, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        return top + self.lateral(fine)
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        features = self.model.forward_features(pixels)
+        features = self._features(pixels)
         if features.ndim == 4:  # CNN feature map [B, C, h, w]
             return features.flatten(2).transpose(1, 2)
         return features[:, self.num_prefix_tokens:]

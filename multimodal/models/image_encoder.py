@@ -30,7 +30,7 @@ class ImageEncoder(nn.Module):
     """
 
     syntax: str
-    takes_output_stride: bool = False  # whether config.image_output_stride applies to this kind
+    takes_output_stride: bool = False  # whether config.image_output_stride / image_skip_stride apply to this kind
     out_dim: int
     grid_size: tuple[int, int]
     lora_targets: list[str]

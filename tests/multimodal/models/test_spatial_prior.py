@@ -73,3 +73,39 @@ def test_output_stride_16_doubles_a_timm_cnn_grid_and_other_kinds_refuse_it():
         MultimodalConfig(**TINY, image_output_stride=16)
     with pytest.raises(ConfigError, match="image_output_stride"):
         MultimodalConfig(**cnn, image_output_stride=12)
+
+
+def test_skip_stride_8_gives_a_timm_cnn_a_stride_8_grid_that_reads_the_finer_map_and_round_trips(tmp_path):
+    cnn = {**TINY, "image_encoder": "timm:resnet18", "image_output_stride": 16}
+    torch.manual_seed(0)
+    model = MultimodalModel.from_config(MultimodalConfig(**cnn, image_skip_stride=8), load_pretrained=False).eval()
+    assert model.grid_size == (SIZE // 8, SIZE // 8)
+    encoder = model.image_encoder
+    assert encoder.lateral.in_channels == 128 and encoder.lateral.out_channels == encoder.out_dim == 512
+    batch = inputs(model)
+    with torch.no_grad():
+        heat = model(**batch).heatmaps
+        assert heat.shape[-2:] == (SIZE // 8, SIZE // 8)
+        # The finer map is really used: silencing the lateral projection changes the tokens.
+        tokens = encoder(batch["pixel_values"][:, 0])
+        encoder.lateral.weight.zero_()
+        encoder.lateral.bias.zero_()
+        assert not torch.allclose(encoder(batch["pixel_values"][:, 0]), tokens)
+    model.save_pretrained(tmp_path / "m")
+    loaded = MultimodalModel.from_pretrained(tmp_path / "m")
+    assert loaded.config.image_skip_stride == 8 and loaded.grid_size == model.grid_size
+    with torch.no_grad():
+        assert torch.allclose(loaded(**batch).heatmaps, model(**batch).heatmaps)
+
+
+def test_skip_stride_is_refused_where_it_cannot_apply():
+    cnn = {**TINY, "image_encoder": "timm:resnet18"}
+    with pytest.raises(ConfigError, match="image_skip_stride"):
+        MultimodalConfig(**TINY, image_skip_stride=8)  # MONAI ViT
+    with pytest.raises(ConfigError, match="image_skip_stride"):
+        MultimodalConfig(**cnn, image_output_stride=8, image_skip_stride=8)  # not finer
+    with pytest.raises(ConfigError, match="image_skip_stride"):
+        MultimodalConfig(**cnn, image_skip_stride=6)
+    with pytest.raises(ConfigError, match="image_skip_stride"):  # a timm ViT has no stride-8 map
+        MultimodalModel.from_config(MultimodalConfig(**{**TINY, "image_encoder": "timm:vit_tiny_patch16_224"},
+                                                     image_skip_stride=8), load_pretrained=False)
