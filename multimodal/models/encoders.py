@@ -122,24 +122,24 @@ class TimmEncoder(ImageEncoder):
         self.lora_targets = ["qkv"] if hasattr(self.model, "blocks") else []
 
     def _skip_backbone(self, timm: Any, name: str, stride: int, kwargs: dict[str, Any]) -> nn.Module:
-        """The backbone as timm's ``features_only`` net returning the maps at ``stride`` and the last
-        one, and ``self.lateral``, the 1 x 1 projection of the finer map to the last map's width."""
+        """The backbone as timm's ``features_only`` net (every stage's map), ``self.fine``, the index of
+        the map at ``stride``, and ``self.lateral``, its 1 x 1 projection to the last map's width."""
         kwargs = {k: v for k, v in kwargs.items() if k != "num_classes"}
-        probe = timm.create_model(name, features_only=True, **{**kwargs, "pretrained": False})
-        reductions, channels = probe.feature_info.reduction(), probe.feature_info.channels()
+        model = timm.create_model(name, features_only=True, **kwargs)
+        reductions, channels = model.feature_info.reduction(), model.feature_info.channels()
         if stride not in reductions:
             raise ConfigError("image_skip_stride", f"timm:{name} has feature maps at strides {sorted(set(reductions))}, "
                               f"none at {stride}")
-        fine = max(i for i, r in enumerate(reductions) if r == stride)
-        model = timm.create_model(name, features_only=True, out_indices=(fine, len(reductions) - 1), **kwargs)
-        self.lateral = nn.Conv2d(channels[fine], channels[-1], kernel_size=1)
+        self.fine = max(i for i, r in enumerate(reductions) if r == stride)
+        self.lateral = nn.Conv2d(channels[self.fine], channels[-1], kernel_size=1)
         return model
 
     def _features(self, pixels: torch.Tensor) -> torch.Tensor:
         """``[B, C, h, w]`` for CNNs (the last map, or the FPN-style merge), ``[B, N, C]`` for ViTs."""
         if self.lateral is None:
             return self.model.forward_features(pixels)
-        fine, last = self.model(pixels)
+        maps = self.model(pixels)
+        fine, last = maps[self.fine], maps[-1]
         top = nn.functional.interpolate(last, size=fine.shape[-2:], mode="bilinear", align_corners=False)
         return top + self.lateral(fine)
 
