@@ -2,7 +2,8 @@
 
 ``WeightAverager`` wraps PyTorch's ``torch.optim.swa_utils.AveragedModel`` (EMA: ``get_ema_multi_avg_fn``;
 SWA: the running equal-weight mean, from ``swa_start`` of the steps on). Buffers (batch-norm
-statistics) are averaged with the weights. While it is active, validation and the saved ``best`` /
+statistics) are averaged with the weights; integer buffers (batch norm's ``num_batches_tracked``) take
+the current model's value, since PyTorch's SWA mean divides them as integers and fails. While it is active, validation and the saved ``best`` /
 ``last`` checkpoints use the averaged weights (:meth:`WeightAverager.applied`); training continues
 on the raw ones.
 """
@@ -24,7 +25,7 @@ class WeightAverager:
 
     def __init__(self, model: torch.nn.Module, kind: str, ema_decay: float, start_step: int):
         self.kind, self.start_step = kind, start_step
-        fn = get_ema_multi_avg_fn(ema_decay) if kind == "ema" else get_swa_multi_avg_fn()
+        fn = get_ema_multi_avg_fn(ema_decay) if kind == "ema" else _swa_mean_of_floats()
         self.averaged = AveragedModel(model, multi_avg_fn=fn, use_buffers=True)
 
     def update(self, model: torch.nn.Module, step: int) -> None:
@@ -53,6 +54,23 @@ class WeightAverager:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.averaged.load_state_dict(state)
+
+
+def _swa_mean_of_floats() -> Callable[..., None]:
+    """PyTorch's SWA running mean for floating tensors; integer ones copy the current value.
+
+    ``AveragedModel`` hands the function one list per device and dtype, so a list is all floating or
+    all integer."""
+    swa = get_swa_multi_avg_fn()
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        if averaged and averaged[0].is_floating_point():
+            swa(averaged, current, n_averaged)
+        else:
+            for mine, theirs in zip(averaged, current):
+                mine.copy_(theirs)
+
+    return update
 
 
 def keep_top_k(kept: list[list[float]], value: float, step: int, k: int, maximize: bool, folder: Path,
