@@ -2,10 +2,10 @@
 
 ``WeightAverager`` wraps PyTorch's ``torch.optim.swa_utils.AveragedModel`` (EMA: ``get_ema_multi_avg_fn``;
 SWA: the running equal-weight mean, from ``swa_start`` of the steps on). Buffers (batch-norm
-statistics) are averaged with the weights; integer buffers (batch norm's ``num_batches_tracked``) take
-the current model's value, since PyTorch's SWA mean divides them as integers and fails. While it is active, validation and the saved ``best`` /
-``last`` checkpoints use the averaged weights (:meth:`WeightAverager.applied`); training continues
-on the raw ones.
+statistics) are averaged with the weights; integer buffers (batch norm's ``num_batches_tracked``)
+take the current model's value, since PyTorch's SWA mean divides them as integers and fails. While it
+is active, validation and the saved ``best`` / ``last`` checkpoints use the averaged weights
+(:meth:`WeightAverager.applied`); training continues on the raw ones.
 """
 
 from __future__ import annotations
