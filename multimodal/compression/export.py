@@ -97,7 +97,8 @@ def export_onnx(model_dir: str | Path, out: str | Path, quantize: str | None = N
     views = {1: torch.export.Dim("views", max=model.config.max_views)} if model.config.max_views > 1 else {}
     shapes = {"pixel_values": {0: batch_dim, **views}, "view_mask": {0: batch_dim, **views},
               "input_ids": {0: batch_dim, 1: tokens_dim}, "attention_mask": {0: batch_dim, 1: tokens_dim}}
-    torch.onnx.export(ClassificationGraph(model), (), str(out), kwargs=batch, dynamo=True, opset_version=OPSET,
+    # from_pretrained returns the model in eval mode; the new wrapper must be too, or the exporter warns.
+    torch.onnx.export(ClassificationGraph(model).eval(), (), str(out), kwargs=batch, dynamo=True, opset_version=OPSET,
                       input_names=list(INPUTS), output_names=list(OUTPUTS), dynamic_shapes=shapes,
                       external_data=False, verbose=False)
     check = example_batch(model, studies=3, tokens=5, seed=1)
