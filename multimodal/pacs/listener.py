@@ -2,8 +2,9 @@
 
 Nothing received is lost: each instance is written to ``<spool>/incoming/<StudyInstanceUID>/``
 (temporary file, fsync, atomic rename, fsync of the folder) before C-STORE success is returned. A
-study is complete once no instance arrived for ``quiet_period`` seconds; a background worker reads
-it from the spool, scores it, sends the SR to the destination and only then moves the instances
+study is complete once no instance arrived for ``quiet_period`` seconds and every association that
+brought part of it has ended (released, aborted or closed by the network timeout), so a sender that
+pauses mid-study does not get two SRs for it; a background worker reads it from the spool, scores it, sends the SR to the destination and only then moves the instances
 it used to ``<spool>/done/<uid>/`` (with the SR and ``accounting.jsonl``: one line per received
 instance, used with its view, or skipped / failed with the reason, by the project's view rule,
 :mod:`preprocessing.views`), those it did not use to ``<spool>/skipped/<uid>/`` and unreadable
@@ -175,6 +176,7 @@ class Listener:
         self._lock = threading.Lock()
         self._last_arrival: dict[str, float] = {}  # study uid -> monotonic time of its last instance
         self._active: set[str] = set()  # queued or being scored
+        self._open: dict[int, set[str]] = {}  # id of an open association -> the studies it brought so far
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server = None
@@ -226,7 +228,13 @@ class Listener:
             return STATUS_OUT_OF_RESOURCES
         with self._lock:
             self._last_arrival[study_uid] = time.monotonic()
+            self._open.setdefault(id(event.assoc), set()).add(study_uid)
         return STATUS_SUCCESS
+
+    def _on_association_end(self, event) -> None:
+        """The studies an association brought may be scored once quiet (release, abort and close all end it)."""
+        with self._lock:
+            self._open.pop(id(event.assoc), None)
 
     def _recover_spool(self) -> int:
         """Mark studies left in ``incoming`` as complete now; returns how many."""
@@ -246,8 +254,9 @@ class Listener:
         while not self._stop.wait(min(0.2, self.quiet_period / 2 or 0.05)):
             now = time.monotonic()
             with self._lock:
+                receiving = set().union(*self._open.values())
                 due = [uid for uid, t in self._last_arrival.items()
-                       if now - t >= self.quiet_period and uid not in self._active]
+                       if now - t >= self.quiet_period and uid not in self._active and uid not in receiving]
                 for uid in due:
                     try:
                         self._queue.put_nowait(uid)
@@ -351,7 +360,10 @@ class Listener:
             self._server = ae.start_server((self.host, self.port), block=False,
                                            ssl_context=self.tls.server_context() if self.tls else None,
                                            evt_handlers=[(evt.EVT_REQUESTED, self._on_requested),
-                                                         (evt.EVT_C_STORE, self._on_store)])
+                                                         (evt.EVT_C_STORE, self._on_store),
+                                                         (evt.EVT_RELEASED, self._on_association_end),
+                                                         (evt.EVT_ABORTED, self._on_association_end),
+                                                         (evt.EVT_CONN_CLOSE, self._on_association_end)])
         except OSError as err:
             self.stop()
             raise PacsError(f"cannot listen on {self.host}:{self.port}: {err}") from err

@@ -63,3 +63,32 @@ def test_three_instances_two_used_one_skipped_with_reason(scorer, tmp_path):
     assert referenced == {views["PA"].SOPInstanceUID, views["LL"].SOPInstanceUID}
     assert sr_algorithm(sr) == ("mmdx-pacs-test", "0.0.1")
     assert not incoming.exists()
+
+
+def test_a_sender_pausing_mid_association_gets_one_sr_for_the_whole_study(scorer, tmp_path):
+    """Quiet for longer than the quiet period but the association still open: the study is not complete."""
+    import time
+
+    from pynetdicom import AE
+
+    from multimodal.pacs.orthanc import free_port
+
+    calls = []
+
+    def counting(datasets):
+        calls.append(sorted(str(ds.ViewPosition) for ds in datasets))
+        return scorer(datasets)
+
+    port = free_port()
+    with Listener(counting, tmp_path / "spool", aet="PAUSE", port=port, quiet_period=0.3) as listener:
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(uid.DigitalXRayImageStorageForPresentation, uid.ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", port, ae_title="PAUSE")
+        assert assoc.is_established
+        assert assoc.send_c_store(_dx("PA", 1)).Status == 0
+        time.sleep(1.5)  # five quiet periods with the association open
+        assert assoc.send_c_store(_dx("LL", 2)).Status == 0
+        assoc.release()
+        assert listener.wait_idle(60)
+    assert calls == [["LL", "PA"]]
+    assert len(list((tmp_path / "spool" / "done" / STUDY).glob("sr-*.dcm"))) == 1
