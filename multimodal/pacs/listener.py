@@ -4,9 +4,10 @@ Nothing received is lost: each instance is written to ``<spool>/incoming/<StudyI
 (temporary file, fsync, atomic rename, fsync of the folder) before C-STORE success is returned. A
 study is complete once no instance arrived for ``quiet_period`` seconds and every association that
 brought part of it has ended (released, aborted or closed by the network timeout), so a sender that
-pauses mid-study does not get two SRs for it; a background worker reads it from the spool, scores it, sends the SR to the destination and only then moves the instances
-it used to ``<spool>/done/<uid>/`` (with the SR and ``accounting.jsonl``: one line per received
-instance, used with its view, or skipped / failed with the reason, by the project's view rule,
+pauses mid-study does not get two SRs for it; a background worker reads it from the spool, scores
+it, sends the SR to the destination and only then moves the instances it used to
+``<spool>/done/<uid>/`` (with the SR and ``accounting.jsonl``: one line per received instance,
+used with its view, or skipped / failed with the reason, by the project's view rule,
 :mod:`preprocessing.views`), those it did not use to ``<spool>/skipped/<uid>/`` and unreadable
 ones to ``<spool>/failed/<uid>/``. A study that cannot be scored at all goes to
 ``<spool>/failed/<uid>/`` with the reason in ``error.txt``. On start, studies left in
