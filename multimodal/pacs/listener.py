@@ -177,7 +177,7 @@ class Listener:
         self._lock = threading.Lock()
         self._last_arrival: dict[str, float] = {}  # study uid -> monotonic time of its last instance
         self._active: set[str] = set()  # queued or being scored
-        self._open: dict[int, set[str]] = {}  # id of an open association -> the studies it brought so far
+        self._open: dict[object, set[str]] = {}  # open association -> the studies it brought so far
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server = None
@@ -229,13 +229,13 @@ class Listener:
             return STATUS_OUT_OF_RESOURCES
         with self._lock:
             self._last_arrival[study_uid] = time.monotonic()
-            self._open.setdefault(id(event.assoc), set()).add(study_uid)
+            self._open.setdefault(event.assoc, set()).add(study_uid)
         return STATUS_SUCCESS
 
     def _on_association_end(self, event) -> None:
         """The studies an association brought may be scored once quiet (release, abort and close all end it)."""
         with self._lock:
-            self._open.pop(id(event.assoc), None)
+            self._open.pop(event.assoc, None)
 
     def _recover_spool(self) -> int:
         """Mark studies left in ``incoming`` as complete now; returns how many."""

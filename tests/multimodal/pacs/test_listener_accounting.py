@@ -1,14 +1,17 @@
-"""The DIMSE listener accounts for every received instance by the view rule (no network needed)."""
+"""The DIMSE listener accounts for every received instance and scores a study once (no PACS needed)."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
+from pynetdicom import AE
 
 from multimodal.pacs.listener import Listener
+from multimodal.pacs.orthanc import free_port
 from multimodal.pacs.scoring import sr_algorithm
 
 STUDY = "1.2.826.0.1.3680043.8.498.77"
@@ -67,12 +70,6 @@ def test_three_instances_two_used_one_skipped_with_reason(scorer, tmp_path):
 
 def test_a_sender_pausing_mid_association_gets_one_sr_for_the_whole_study(scorer, tmp_path):
     """Quiet for longer than the quiet period but the association still open: the study is not complete."""
-    import time
-
-    from pynetdicom import AE
-
-    from multimodal.pacs.orthanc import free_port
-
     calls = []
 
     def counting(datasets):
